@@ -1,0 +1,136 @@
+"""The task API shared by every metarl environment.
+
+A task environment is a plain ``gymnasium.Env`` that behaves as a fixed-task env
+(so Gymnasium and Stable-Baselines3 code can use it unchanged) and adds:
+
+- ``sample_tasks(n, rng)``: draw ``n`` tasks reproducibly from a ``numpy.random.Generator``;
+- ``set_task(task)`` / ``task`` / ``reset(options={"task": task})``;
+- ``validate_task(task)``: the canonical form of a task, or ``ValueError`` naming the problem;
+- ``task_vector(task)``: the task parameters as a flat float vector (for the oracle form);
+- ``batched(num_copies)``: a :class:`BatchedTaskEnv` stepping many copies at once.
+
+A task is a small JSON-serialisable mapping such as ``{"goal": [0.3, -0.1]}``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+Task = dict[str, Any]
+
+
+class TaskEnv(abc.ABC):
+    """Mixin for a Gymnasium env whose reward or dynamics depend on a task.
+
+    Put it first among the bases (``class MyEnv(TaskEnv, gym.Env)``) and call
+    ``self.init_task(task)`` in ``__init__``. ``reset(options={"task": t})`` sets the
+    task, then defers to the env's own ``reset``.
+    """
+
+    def init_task(self, task: Mapping[str, Any] | None = None) -> None:
+        self._task: Task = self.validate_task(task) if task is not None else self.default_task()
+
+    # --- the task distribution -------------------------------------------------
+    @abc.abstractmethod
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        """Draw ``n`` tasks from the task distribution."""
+
+    @abc.abstractmethod
+    def validate_task(self, task: Mapping[str, Any]) -> Task:
+        """Return the canonical form of ``task``; raise ``ValueError`` if it is malformed."""
+
+    @abc.abstractmethod
+    def task_vector(self, task: Mapping[str, Any]) -> np.ndarray:
+        """The task parameters as a flat float32 vector (what an oracle policy observes)."""
+
+    @abc.abstractmethod
+    def default_task(self) -> Task:
+        """The task used before any ``set_task`` call."""
+
+    @abc.abstractmethod
+    def batched(self, num_copies: int) -> BatchedTaskEnv:
+        """A batched form of this env stepping ``num_copies`` copies, each with its own task."""
+
+    # --- fixed-task behaviour ---------------------------------------------------
+    @property
+    def task(self) -> Task:
+        return dict(self._task)
+
+    def set_task(self, task: Mapping[str, Any]) -> None:
+        self._task = self.validate_task(task)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if options and "task" in options:
+            options = dict(options)
+            self.set_task(options.pop("task"))
+        return super().reset(seed=seed, options=options or None)  # type: ignore[misc]
+
+
+class BatchedTaskEnv(abc.ABC):
+    """Many copies of one task env stepped together, each with its own task.
+
+    Observations are ``[num_copies, obs_dim]`` float32 arrays, actions ``[num_copies, act_dim]``.
+    A copy whose episode has ended keeps returning its last observation and zero reward
+    until the next ``reset``; the sampler masks those steps out.
+    """
+
+    num_copies: int
+    observation_dim: int
+    action_dim: int
+    max_episode_steps: int
+
+    @abc.abstractmethod
+    def reset(self, tasks: Sequence[Mapping[str, Any]], seed: int | None = None) -> np.ndarray:
+        """Start one episode in every copy; ``tasks[i]`` is copy ``i``'s task."""
+
+    @abc.abstractmethod
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Advance every copy: returns ``(obs, rewards, terminated, truncated)``."""
+
+
+def check_actions(actions: np.ndarray, num_copies: int, action_dim: int) -> np.ndarray:
+    """Return ``actions`` as float64 ``[num_copies, action_dim]``; raise ``ValueError`` if malformed."""
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.shape != (num_copies, action_dim):
+        raise ValueError(
+            f"actions must have shape ({num_copies}, {action_dim}), got {actions.shape}"
+        )
+    if not np.all(np.isfinite(actions)):
+        raise ValueError("actions contain NaN or infinity")
+    return actions
+
+
+def require_keys(task: Mapping[str, Any], keys: Sequence[str], env_name: str) -> None:
+    """Raise ``ValueError`` unless ``task`` is a mapping with exactly ``keys``."""
+    if not isinstance(task, Mapping):
+        raise ValueError(
+            f"{env_name}: a task must be a mapping like {{'{keys[0]}': ...}}, got {task!r}"
+        )
+    missing = [k for k in keys if k not in task]
+    unknown = [k for k in task if k not in keys]
+    if missing or unknown:
+        raise ValueError(
+            f"{env_name}: malformed task {dict(task)!r}: "
+            f"expected keys {list(keys)}, missing {missing}, unknown {unknown}"
+        )
+
+
+class OracleObservation(gym.ObservationWrapper):
+    """Appends the current task's parameters to the observation (the oracle baseline's view)."""
+
+    def __init__(self, env: TaskEnv) -> None:
+        super().__init__(env)
+        base = env.observation_space
+        extra = env.task_vector(env.task).shape[0]
+        low = np.concatenate([np.broadcast_to(base.low, base.shape), np.full(extra, -np.inf)])
+        high = np.concatenate([np.broadcast_to(base.high, base.shape), np.full(extra, np.inf)])
+        self.observation_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        task_env: TaskEnv = self.env.unwrapped  # type: ignore[assignment]
+        return np.concatenate([observation, task_env.task_vector(task_env.task)]).astype(np.float32)

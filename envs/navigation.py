@@ -1,0 +1,122 @@
+"""2D point navigation to a goal: the MAML paper's toy task (Finn et al. 2017, section 5.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from envs.base import BatchedTaskEnv, Task, TaskEnv, check_actions, require_keys
+
+GOAL_LOW, GOAL_HIGH = -0.5, 0.5
+MAX_STEP = 0.1
+GOAL_TOLERANCE = 0.01
+HORIZON = 100
+
+
+class Navigation2DEnv(TaskEnv, gym.Env):
+    """A point in the plane moves towards a goal it cannot see.
+
+    - Observation: the position ``(x, y)``; the episode starts at the origin.
+    - Action: a displacement ``(dx, dy)``, clipped to ``[-0.1, 0.1]`` per coordinate.
+    - Reward: minus the Euclidean distance to the goal after the move (not squared).
+    - Episode end: terminates when both coordinates are within 0.01 of the goal;
+      ``gymnasium.make`` truncates at 100 steps.
+    - Task: ``{"goal": [gx, gy]}`` with the goal drawn from ``U[-0.5, 0.5]^2``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self, task: Mapping[str, Any] | None = None) -> None:
+        bound = MAX_STEP * HORIZON  # the farthest a point can get from the origin
+        self.observation_space = gym.spaces.Box(-bound, bound, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-MAX_STEP, MAX_STEP, shape=(2,), dtype=np.float32)
+        self.init_task(task)
+        self._position = np.zeros(2)
+
+    def default_task(self) -> Task:
+        return {"goal": [0.0, 0.0]}
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        goals = rng.uniform(GOAL_LOW, GOAL_HIGH, size=(n, 2))
+        return [{"goal": [float(g[0]), float(g[1])]} for g in goals]
+
+    def validate_task(self, task: Mapping[str, Any]) -> Task:
+        require_keys(task, ["goal"], "Navigation2D")
+        try:
+            goal = np.asarray(task["goal"], dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"Navigation2D: goal must be two numbers, got {task['goal']!r}"
+            ) from error
+        if goal.shape != (2,) or not np.all(np.isfinite(goal)):
+            raise ValueError(f"Navigation2D: goal must be two finite numbers, got {task['goal']!r}")
+        if np.any(goal < GOAL_LOW) or np.any(goal > GOAL_HIGH):
+            raise ValueError(
+                f"Navigation2D: goal {goal.tolist()} is outside the task distribution "
+                f"[{GOAL_LOW}, {GOAL_HIGH}]^2"
+            )
+        return {"goal": [float(goal[0]), float(goal[1])]}
+
+    def task_vector(self, task: Mapping[str, Any]) -> np.ndarray:
+        return np.asarray(task["goal"], dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed, options=options)
+        self._position = np.zeros(2)
+        return self._position.astype(np.float32), {}
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (2,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"Navigation2D: action must be 2 finite numbers, got {action!r}")
+        self._position = self._position + np.clip(action, -MAX_STEP, MAX_STEP)
+        offset = self._position - np.asarray(self._task["goal"])
+        reward = -float(np.sqrt(np.sum(offset**2)))
+        terminated = bool(np.all(np.abs(offset) < GOAL_TOLERANCE))
+        return self._position.astype(np.float32), reward, terminated, False, {"distance": -reward}
+
+    def batched(self, num_copies: int) -> BatchedNavigation2D:
+        return BatchedNavigation2D(num_copies)
+
+
+class BatchedNavigation2D(BatchedTaskEnv):
+    """``num_copies`` independent 2D navigation episodes stepped at once in numpy."""
+
+    observation_dim = 2
+    action_dim = 2
+    max_episode_steps = HORIZON
+
+    def __init__(self, num_copies: int) -> None:
+        if num_copies <= 0:
+            raise ValueError(f"num_copies must be positive, got {num_copies}")
+        self.num_copies = num_copies
+        self._validator = Navigation2DEnv()
+        self._positions = np.zeros((num_copies, 2))
+        self._goals = np.zeros((num_copies, 2))
+        self._done = np.zeros(num_copies, dtype=bool)
+        self._steps = 0
+
+    def reset(self, tasks: Sequence[Mapping[str, Any]], seed: int | None = None) -> np.ndarray:
+        if len(tasks) != self.num_copies:
+            raise ValueError(f"expected {self.num_copies} tasks, got {len(tasks)}")
+        self._goals = np.array([self._validator.validate_task(t)["goal"] for t in tasks])
+        self._positions = np.zeros((self.num_copies, 2))
+        self._done = np.zeros(self.num_copies, dtype=bool)
+        self._steps = 0
+        return self._positions.astype(np.float32)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        actions = check_actions(actions, self.num_copies, self.action_dim)
+        live = ~self._done
+        moved = self._positions + np.clip(actions, -MAX_STEP, MAX_STEP)
+        self._positions = np.where(live[:, None], moved, self._positions)
+        offset = self._positions - self._goals
+        rewards = np.where(live, -np.sqrt(np.sum(offset**2, axis=1)), 0.0)
+        terminated = live & np.all(np.abs(offset) < GOAL_TOLERANCE, axis=1)
+        self._steps += 1
+        truncated = live & ~terminated & (self._steps >= self.max_episode_steps)
+        self._done |= terminated | truncated
+        return self._positions.astype(np.float32), rewards, terminated, truncated

@@ -1,0 +1,1 @@
+"""Outer (meta) algorithms, one per file."""

@@ -1,0 +1,172 @@
+"""Meta-training configuration: one dataclass, per-env presets, validation, and the CLI.
+
+Field docstrings (``help`` metadata) become the ``--help`` text. A config is resolved
+once as ``defaults <- env preset <- command line`` and never mutated afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+ALGORITHMS = ("maml-trpo",)
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a meta-training run (the paper's 2D-navigation settings by default)."""
+
+    env: str = _opt("metarl/Navigation2D-v0", "environment id (task distribution)")
+    algo: str = _opt("maml-trpo", "outer algorithm", choices=ALGORITHMS)
+    iterations: int = _opt(500, "number of meta-iterations", minimum=1)
+    seed: int = _opt(0, "random seed (tasks, actions, env noise)", minimum=0)
+    meta_batch_size: int = _opt(20, "tasks per meta-iteration", minimum=1)
+    episodes_per_task: int = _opt(20, "episodes per task per inner step (K)", minimum=1)
+    inner_steps: int = _opt(1, "inner gradient steps at training time", minimum=1)
+    inner_lr: float = _opt(0.1, "inner step size alpha", positive=True)
+    first_order: bool = _opt(False, "first-order MAML: no gradient through the inner step")
+    gamma: float = _opt(0.99, "discount factor", interval=(0.0, 1.0))
+    gae_lambda: float = _opt(
+        1.0, "GAE lambda (1 = Monte-Carlo returns minus baseline)", interval=(0.0, 1.0)
+    )
+    normalize_advantages: bool = _opt(True, "normalize advantages per task")
+    hidden_sizes: tuple[int, ...] = _opt((100, 100), "hidden layer sizes of the policy MLP")
+    activation: str = _opt("relu", "hidden activation", choices=("relu", "tanh"))
+    init_std: float = _opt(1.0, "initial action standard deviation", positive=True)
+    max_kl: float = _opt(
+        0.01, "TRPO trust region: max mean KL of the post-update policies", positive=True
+    )
+    cg_iterations: int = _opt(10, "conjugate-gradient iterations", minimum=1)
+    cg_damping: float = _opt(1e-5, "damping added to the KL Hessian", minimum=0)
+    line_search_steps: int = _opt(15, "backtracking line-search steps", minimum=1)
+    line_search_ratio: float = _opt(0.8, "line-search shrink factor", interval=(0.0, 1.0))
+    fisher_subsample: float = _opt(
+        1.0,
+        "fraction of episodes used for KL Hessian-vector products (1 = exact)",
+        interval=(0.0, 1.0),
+    )
+    checkpoint_every: int = _opt(10, "save a checkpoint every N iterations", minimum=1)
+    keep_checkpoints: int = _opt(
+        3, "numbered checkpoints to keep (plus latest and best)", minimum=1
+    )
+    threads: int = _opt(2, "torch CPU threads", minimum=1)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["hidden_sizes"] = list(self.hidden_sizes)
+        return values
+
+
+ENV_PRESETS: dict[str, dict[str, Any]] = {
+    "metarl/Navigation2D-v0": {"meta_batch_size": 20, "episodes_per_task": 20},
+}
+LOCOMOTION_PRESET: dict[str, Any] = {"meta_batch_size": 40, "episodes_per_task": 20}
+
+
+def preset_for(env_id: str) -> dict[str, Any]:
+    """The paper's hyperparameters for ``env_id`` (locomotion: 40 tasks per meta-batch)."""
+    return dict(ENV_PRESETS.get(env_id, LOCOMOTION_PRESET))
+
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ``ValueError`` naming the first field whose type or value is wrong."""
+    hints = typing.get_type_hints(TrainConfig)
+    for name, spec in _fields().items():
+        value = getattr(config, name)
+        kind = hints[name]
+        if kind is bool and not isinstance(value, bool):
+            raise ValueError(f"config {name!r} must be true or false, got {value!r}")
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"config {name!r} must be an integer, got {value!r}")
+        if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"config {name!r} must be a number, got {value!r}")
+        if kind is str and not isinstance(value, str):
+            raise ValueError(f"config {name!r} must be a string, got {value!r}")
+        meta = spec.metadata
+        if "choices" in meta and value not in meta["choices"]:
+            raise ValueError(
+                f"config {name!r} must be one of {list(meta['choices'])}, got {value!r}"
+            )
+        if "minimum" in meta and value < meta["minimum"]:
+            raise ValueError(f"config {name!r} must be >= {meta['minimum']}, got {value!r}")
+        if meta.get("positive") and not value > 0:
+            raise ValueError(f"config {name!r} must be positive, got {value!r}")
+        if "interval" in meta:
+            low, high = meta["interval"]
+            if not (low < value <= high) and not (name in ("gamma", "gae_lambda") and value == 0):
+                raise ValueError(f"config {name!r} must be in ({low}, {high}], got {value!r}")
+    sizes = config.hidden_sizes
+    if not isinstance(sizes, tuple) or not all(isinstance(s, int) and s > 0 for s in sizes):
+        raise ValueError(f"config 'hidden_sizes' must be positive integers, got {sizes!r}")
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Build a config from a mapping (e.g. ``config.json``), rejecting unknown keys by name."""
+    if not isinstance(values, dict):
+        raise ValueError(f"a config must be a JSON object, got {type(values).__name__}")
+    known = _fields()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+    values = dict(values)
+    if "hidden_sizes" in values:
+        if not isinstance(values["hidden_sizes"], list | tuple):
+            raise ValueError(
+                f"config 'hidden_sizes' must be a list, got {values['hidden_sizes']!r}"
+            )
+        values["hidden_sizes"] = tuple(values["hidden_sizes"])
+    return TrainConfig(**values)
+
+
+def load_config(path: str) -> TrainConfig:
+    """Read and validate a ``config.json``; a malformed file gets an error naming it."""
+    try:
+        with open(path) as handle:
+            values = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    return config_from_dict(values)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per config field, with its help text; unset flags stay ``None``."""
+    hints = typing.get_type_hints(TrainConfig)
+    for name, spec in _fields().items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{spec.metadata['help']} (default: {spec.default})"
+        kind = hints[name]
+        if kind is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        elif name == "hidden_sizes":
+            parser.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
+        else:
+            parser.add_argument(
+                flag, type=kind, default=None, help=help_text, choices=spec.metadata.get("choices")
+            )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Resolve ``defaults <- preset(env) <- command line`` into a validated config."""
+    given = {
+        name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None
+    }
+    env_id = given.get("env", TrainConfig.env)
+    values = {**preset_for(env_id), **given}
+    return config_from_dict(values)

@@ -1,0 +1,74 @@
+"""Rollouts of many tasks at once: one batched env, one policy call per time step.
+
+The sampler only collects data. Copy ``i * episodes_per_task + j`` of the batched env
+runs episode ``j`` of task ``i``; the result is a time-major :class:`Episodes` batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs.base import BatchedTaskEnv
+from metarl.episodes import Episodes
+from metarl.policies import Params, distribution_params
+
+
+@torch.no_grad()
+def rollouts(
+    policy: nn.Module,
+    params: Params,
+    env: BatchedTaskEnv,
+    tasks: Sequence[Mapping[str, Any]],
+    episodes_per_task: int,
+    generator: torch.Generator,
+    env_seed: int | None = None,
+    per_task: bool = False,
+    deterministic: bool = False,
+) -> Episodes:
+    """Run ``episodes_per_task`` episodes of every task with ``pi_params``.
+
+    ``params`` are shared by all tasks, or per task (leading task dimension) if
+    ``per_task``. Actions are drawn with ``generator``; ``env_seed`` seeds the envs'
+    reset noise. With ``deterministic`` the policy's mean action is taken.
+    """
+    num_tasks = len(tasks)
+    if env.num_copies != num_tasks * episodes_per_task:
+        raise ValueError(
+            f"env has {env.num_copies} copies, need {num_tasks} tasks x {episodes_per_task} episodes"
+        )
+    dtype = next(iter(params.values())).dtype
+    copy_tasks = [task for task in tasks for _ in range(episodes_per_task)]
+    horizon = env.max_episode_steps
+    shape = (horizon, num_tasks, episodes_per_task)
+    observations = torch.zeros(*shape, env.observation_dim, dtype=dtype)
+    actions = torch.zeros(*shape, env.action_dim, dtype=dtype)
+    rewards = torch.zeros(shape, dtype=dtype)
+    mask = torch.zeros(shape, dtype=dtype)
+
+    obs = torch.as_tensor(env.reset(copy_tasks, seed=env_seed), dtype=dtype).reshape(
+        num_tasks, episodes_per_task, -1
+    )
+    alive = torch.ones(num_tasks, episodes_per_task, dtype=torch.bool)
+    for t in range(horizon):
+        mean, log_std = distribution_params(policy, params, obs.unsqueeze(0), per_task)
+        if deterministic:
+            action = mean[0]
+        else:
+            noise = torch.randn(mean.shape, generator=generator, dtype=dtype)
+            action = (mean + torch.exp(log_std) * noise)[0]
+        observations[t], actions[t], mask[t] = obs, action, alive.to(dtype)
+        next_obs, reward, terminated, truncated = env.step(
+            action.reshape(-1, env.action_dim).numpy()
+        )
+        rewards[t] = torch.as_tensor(reward, dtype=dtype).reshape(num_tasks, episodes_per_task)
+        ended = torch.as_tensor(np.logical_or(terminated, truncated)).reshape(alive.shape)
+        alive = alive & ~ended
+        if not alive.any():
+            break
+        obs = torch.as_tensor(next_obs, dtype=dtype).reshape(num_tasks, episodes_per_task, -1)
+    return Episodes(observations, actions, rewards * mask, mask)

@@ -1,0 +1,284 @@
+"""The meta-training loop: sample, adapt, sample again, outer step, log, checkpoint.
+
+A run lives in one folder: ``config.json``, TensorBoard events (x-axis: environment
+steps), and ``checkpoints/`` (``latest.pt``, ``best.pt`` and the last few numbered ones).
+A killed run continues from ``latest.pt`` with ``resume=True``, bit-identically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from envs import BatchedTaskEnv, TaskEnv, make_task_env
+from metarl.advantages import add_advantages
+from metarl.algorithms.maml_trpo import InnerLoop, MamlTrpo, MetaBatch
+from metarl.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from metarl.config import TrainConfig, config_from_dict, load_config
+from metarl.episodes import Episodes
+from metarl.policies import GaussianMLPPolicy, Params, policy_params
+from metarl.sampler import rollouts
+
+
+def make_policy(config: TrainConfig, env: TaskEnv) -> GaussianMLPPolicy:
+    """The policy architecture a config describes, for ``env``'s spaces."""
+    obs_dim = int(np.prod(env.observation_space.shape))
+    act_dim = int(np.prod(env.action_space.shape))
+    return GaussianMLPPolicy(
+        obs_dim, act_dim, config.hidden_sizes, config.activation, config.init_std
+    )
+
+
+def make_algorithm(config: TrainConfig, policy: GaussianMLPPolicy) -> MamlTrpo:
+    inner = InnerLoop(step_size=config.inner_lr, first_order=config.first_order)
+    return MamlTrpo(
+        policy,
+        inner,
+        max_kl=config.max_kl,
+        cg_iterations=config.cg_iterations,
+        cg_damping=config.cg_damping,
+        line_search_steps=config.line_search_steps,
+        line_search_ratio=config.line_search_ratio,
+        fisher_subsample=config.fisher_subsample,
+    )
+
+
+def sample_meta_batch(
+    policy: GaussianMLPPolicy,
+    params: Params,
+    inner: InnerLoop,
+    env: BatchedTaskEnv,
+    tasks: list[dict[str, Any]],
+    config: TrainConfig,
+    generator: torch.Generator,
+    rng: np.random.Generator,
+) -> MetaBatch:
+    """Pre-update rollouts for each inner step, then post-update rollouts with adapted params."""
+
+    def collect(current: Params, per_task: bool) -> Episodes:
+        env_seed = int(rng.integers(2**31 - 1))
+        episodes = rollouts(
+            policy, current, env, tasks, config.episodes_per_task, generator, env_seed, per_task
+        )
+        return add_advantages(
+            episodes, config.gamma, config.gae_lambda, config.normalize_advantages
+        )
+
+    pre: list[Episodes] = [collect(params, per_task=False)]
+    for _ in range(config.inner_steps):
+        adapted = {name: value.detach() for name, value in inner(policy, params, pre).items()}
+        pre.append(collect(adapted, per_task=True))
+    return MetaBatch(pre=pre[:-1], post=pre[-1])
+
+
+def hyperparameter_table(config: TrainConfig) -> str:
+    rows = "\n".join(f"|{key}|{value}|" for key, value in config.to_dict().items())
+    return "|param|value|\n|-|-|\n" + rows
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during a run and must survive a restart."""
+
+    params: Params
+    iteration: int  # completed meta-iterations
+    env_steps: int
+    best_return: float
+    rng: np.random.Generator
+    generator: torch.Generator
+
+    def to_payload(self, config: TrainConfig) -> dict[str, Any]:
+        return {
+            "config": config.to_dict(),
+            "params": self.params,
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "best_return": self.best_return,
+            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "torch_rng": self.generator.get_state(),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], reference: Params) -> TrainState:
+        params = payload["params"]
+        expected = {name: tuple(value.shape) for name, value in reference.items()}
+        found = {name: tuple(value.shape) for name, value in params.items()}
+        if expected != found:
+            raise CheckpointError(
+                f"checkpoint parameters {found} do not fit the configured policy {expected}"
+            )
+        rng = np.random.default_rng()
+        rng.bit_generator.state = json.loads(payload["numpy_rng"])
+        generator = torch.Generator()
+        generator.set_state(payload["torch_rng"])
+        return cls(
+            params={name: value.clone() for name, value in params.items()},
+            iteration=int(payload["iteration"]),
+            env_steps=int(payload["env_steps"]),
+            best_return=float(payload["best_return"]),
+            rng=rng,
+            generator=generator,
+        )
+
+
+def load_run_checkpoint(path: str | Path, config: TrainConfig, reference: Params) -> TrainState:
+    """Load a checkpoint and check it belongs to a run of ``config``'s env and architecture."""
+    payload = load_checkpoint(path)
+    saved = payload.get("config", {})
+    for key in ("env", "hidden_sizes", "activation"):
+        if saved.get(key) != config.to_dict()[key]:
+            raise CheckpointError(
+                f"checkpoint {path} was made with {key}={saved.get(key)!r}, "
+                f"but this run has {key}={config.to_dict()[key]!r}"
+            )
+    return TrainState.from_payload(payload, reference)
+
+
+class Trainer:
+    """Meta-trains a policy initialisation as a config says, in ``run_dir``."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        config_path = self.run_dir / "config.json"
+        if resume:
+            if not config_path.is_file():
+                raise FileNotFoundError(f"cannot resume: {config_path} does not exist")
+            saved = load_config(str(config_path))
+            if config.iterations < saved.iterations:
+                config = saved
+            else:  # resuming may extend a run; nothing else may change
+                config = config_from_dict({**saved.to_dict(), "iterations": config.iterations})
+        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise FileExistsError(
+                f"run dir {self.run_dir} already holds files (another run?); "
+                "pass --resume to continue it or choose another --run-dir"
+            )
+        self.config = config
+        torch.set_num_threads(config.threads)
+        self.env = make_task_env(config.env)
+        num_copies = config.meta_batch_size * config.episodes_per_task
+        self.batched_env = self.env.batched(num_copies)
+        torch.manual_seed(config.seed)
+        self.policy = make_policy(config, self.env)
+        self.algorithm = make_algorithm(config, self.policy)
+        initial = policy_params(self.policy)
+        latest = self.checkpoint_dir / "latest.pt"
+        if resume and latest.is_file():
+            self.state = load_run_checkpoint(latest, config, initial)
+        else:
+            self.state = TrainState(
+                params=initial,
+                iteration=0,
+                env_steps=0,
+                best_return=-math.inf,
+                rng=np.random.default_rng(config.seed),
+                generator=torch.Generator().manual_seed(config.seed),
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(config.to_dict(), indent=2)
+        atomic_write(config_path, lambda file: file.write(text.encode()))
+
+    def iterate(self) -> dict[str, float]:
+        """One meta-iteration; updates the state and returns its metrics."""
+        config, state = self.config, self.state
+        start = time.perf_counter()
+        tasks = self.env.sample_tasks(config.meta_batch_size, state.rng)
+        batch = sample_meta_batch(
+            self.policy,
+            state.params,
+            self.algorithm.inner,
+            self.batched_env,
+            tasks,
+            config,
+            state.generator,
+            state.rng,
+        )
+        sampled = time.perf_counter()
+        new_params, metrics = self.algorithm.step(state.params, batch)
+        finished = time.perf_counter()
+        if all(torch.isfinite(value).all() for value in new_params.values()):
+            state.params = new_params
+            metrics["charts/rejected_nonfinite"] = 0.0
+        else:
+            metrics["charts/rejected_nonfinite"] = 1.0
+        steps = sum(episodes.num_steps for episodes in [*batch.pre, batch.post])
+        state.env_steps += steps
+        state.iteration += 1
+        pre_return = batch.pre[0].episode_returns().mean().item()
+        post_return = batch.post.episode_returns().mean().item()
+        metrics.update(
+            {
+                "charts/return_pre_adaptation": pre_return,
+                "charts/return_post_adaptation": post_return,
+                "charts/adaptation_gain": post_return - pre_return,
+                "charts/iteration": float(state.iteration),
+                "charts/SPS": steps / (finished - start),
+                "time/sampling_s": sampled - start,
+                "time/outer_step_s": finished - sampled,
+            }
+        )
+        return metrics
+
+    def save_best(self, params: Params, iteration: int) -> None:
+        """Save the parameters that produced the best post-adaptation return so far."""
+        payload = {
+            **self.state.to_payload(self.config),
+            "params": params,
+            "iteration": iteration,
+        }
+        save_checkpoint(self.checkpoint_dir / "best.pt", payload)
+
+    def save(self) -> None:
+        payload = self.state.to_payload(self.config)
+        save_checkpoint(self.checkpoint_dir / "latest.pt", payload)
+        numbered = self.checkpoint_dir / f"iter_{self.state.iteration:06d}.pt"
+        save_checkpoint(numbered, payload)
+        old = sorted(self.checkpoint_dir.glob("iter_*.pt"))[: -self.config.keep_checkpoints]
+        for path in old:
+            path.unlink(missing_ok=True)
+
+    def run(self, progress: bool = True) -> dict[str, float]:
+        """Train until ``config.iterations``; returns the last iteration's metrics."""
+        from tqdm import tqdm
+
+        config, state = self.config, self.state
+        writer = SummaryWriter(str(self.run_dir), purge_step=state.env_steps or None)
+        if state.iteration == 0:
+            writer.add_text("hyperparameters", hyperparameter_table(config))
+        metrics: dict[str, float] = {}
+        bar = tqdm(
+            total=config.iterations, initial=state.iteration, disable=not progress, unit="it"
+        )
+        try:
+            while state.iteration < config.iterations:
+                sampled_with = state.params
+                metrics = self.iterate()
+                for tag, value in metrics.items():
+                    writer.add_scalar(tag, value, state.env_steps)
+                post = metrics["charts/return_post_adaptation"]
+                if post > state.best_return:
+                    state.best_return = post
+                    self.save_best(sampled_with, state.iteration - 1)
+                bar.update(1)
+                bar.set_postfix(
+                    pre=f"{metrics['charts/return_pre_adaptation']:.1f}",
+                    post=f"{post:.1f}",
+                    kl=f"{metrics['losses/kl']:.4f}",
+                )
+                done = state.iteration == config.iterations
+                if done or state.iteration % config.checkpoint_every == 0:
+                    writer.flush()
+                    self.save()
+        finally:
+            bar.close()
+            writer.close()
+        return metrics

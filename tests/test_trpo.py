@@ -1,0 +1,96 @@
+"""Trust-region machinery: KL Hessian-vector products, conjugate gradient, line search."""
+
+import torch
+from torch.autograd.functional import hessian
+
+from metarl.algorithms.maml_trpo import InnerLoop, MamlTrpo, MetaBatch, PostUpdateObjective
+from metarl.trpo import conjugate_gradient, flatten, line_search, unflatten
+from tests.helpers import random_episodes, tiny_policy
+
+D = torch.float64
+
+
+def make_objective(inner_steps=1, first_order=False, seed=0):
+    policy, theta = tiny_policy(seed)
+    batch = MetaBatch(pre=[random_episodes(10 + s) for s in range(inner_steps)], post=random_episodes(20))
+    return policy, theta, batch, PostUpdateObjective(policy, InnerLoop(0.3, first_order), theta, batch)
+
+
+def explicit_kl_hessian(objective, theta):
+    return hessian(lambda flat: objective.kl(unflatten(flat, theta)), flatten(theta))
+
+
+def test_kl_hessian_vector_product_equals_explicit_hessian():
+    for inner_steps, first_order in [(1, False), (2, False), (1, True)]:
+        _, theta, _, objective = make_objective(inner_steps, first_order)
+        h = explicit_kl_hessian(objective, theta)
+        product = objective.fisher_vector_product()
+        generator = torch.Generator().manual_seed(inner_steps)
+        for _ in range(3):
+            v = torch.randn(h.shape[0], generator=generator, dtype=D)
+            torch.testing.assert_close(product(v), h @ v, rtol=1e-7, atol=1e-10)
+
+
+def test_subsampled_fisher_is_hessian_of_subsampled_kl():
+    policy, theta, batch, objective = make_objective()
+    sub = MetaBatch(pre=[e.first_episodes(2) for e in batch.pre], post=batch.post.first_episodes(2))
+    small = PostUpdateObjective(policy, objective.inner, theta, sub)
+    h = explicit_kl_hessian(small, theta)
+    v = torch.randn(h.shape[0], dtype=D)
+    torch.testing.assert_close(objective.fisher_vector_product(0.5)(v), h @ v, rtol=1e-7, atol=1e-10)
+
+
+def test_conjugate_gradient_solves_random_spd_system():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(12, 12, generator=generator, dtype=D)
+    matrix = a @ a.T + 0.5 * torch.eye(12, dtype=D)
+    b = torch.randn(12, generator=generator, dtype=D)
+    x = conjugate_gradient(lambda v: matrix @ v, b, iterations=40, residual_tol=1e-20)
+    torch.testing.assert_close(x, torch.linalg.solve(matrix, b), rtol=1e-8, atol=1e-10)
+
+
+def test_line_search_accepts_only_improving_steps_within_kl():
+    params = torch.zeros(2, dtype=D)
+    full_step = torch.tensor([1.0, 0.0], dtype=D)
+
+    # loss decreases along the step but KL = 10 x^2 breaks the bound until x <= ~0.0316
+    def evaluate(candidate):
+        x = candidate[0].item()
+        return -x, 10 * x * x
+
+    result = line_search(evaluate, params, full_step, 0.0, max_kl=0.01, max_backtracks=30)
+    assert result.accepted and result.kl <= 0.01 and result.loss < 0.0
+    assert result.backtracks == 16  # 0.8^16 = 0.028 is the first fraction inside the bound
+
+    worsening = line_search(lambda c: (c[0].item(), 0.0), params, full_step, 0.0, max_kl=0.01)
+    assert not worsening.accepted and worsening.step_fraction == 0.0
+    torch.testing.assert_close(worsening.params, params)
+
+    too_far = line_search(lambda c: (-1.0, 1.0), params, full_step, 0.0, max_kl=0.01)
+    assert not too_far.accepted
+    torch.testing.assert_close(too_far.params, params)
+
+    nan = line_search(lambda c: (float("nan"), 0.0), params, full_step, 0.0, max_kl=0.01)
+    assert not nan.accepted
+
+
+def test_trpo_step_improves_surrogate_within_kl():
+    policy, theta, batch, objective = make_objective()
+    algorithm = MamlTrpo(policy, InnerLoop(0.3), max_kl=0.01)
+    new, metrics = algorithm.step(theta, batch)
+    assert metrics["charts/line_search_accepted"] == 1.0
+    with torch.no_grad():
+        assert objective.surrogate(new) < objective.surrogate(theta)
+        assert objective.kl(new) <= 0.01 + 1e-12
+    assert metrics["losses/kl"] > 0.005  # the step uses the trust region, not a tiny move
+    assert any(not torch.equal(new[k], theta[k]) for k in theta)
+
+
+def test_rejected_step_leaves_parameters_unchanged():
+    policy, theta, batch, _ = make_objective()
+    # zero post-update advantages: no step can lower the surrogate, so every candidate fails
+    flat = MetaBatch(batch.pre, batch.post.with_advantages(torch.zeros_like(batch.post.rewards)))
+    new, metrics = MamlTrpo(policy, InnerLoop(0.3)).step(theta, flat)
+    assert metrics["charts/line_search_accepted"] == 0.0
+    for name in theta:
+        torch.testing.assert_close(new[name], theta[name], rtol=0, atol=0)
