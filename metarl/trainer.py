@@ -251,7 +251,9 @@ class Trainer:
         from tqdm import tqdm
 
         config, state = self.config, self.state
-        writer = SummaryWriter(str(self.run_dir), purge_step=state.env_steps or None)
+        # Events past the checkpoint were written by the killed process: drop them.
+        purge_step = state.env_steps + 1 if state.iteration else None
+        writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
         if state.iteration == 0:
             writer.add_text("hyperparameters", hyperparameter_table(config))
         metrics: dict[str, float] = {}

@@ -17,7 +17,9 @@ def tiny_policy(seed: int = 0, obs_dim: int = 2, act_dim: int = 2, hidden=(5,), 
     return policy, params
 
 
-def random_episodes(seed: int, T=6, tasks=3, episodes=4, obs_dim=2, act_dim=2, padded=True) -> Episodes:
+def random_episodes(
+    seed: int, T=6, tasks=3, episodes=4, obs_dim=2, act_dim=2, padded=True
+) -> Episodes:
     generator = torch.Generator().manual_seed(seed)
     obs = torch.randn(T, tasks, episodes, obs_dim, generator=generator, dtype=D)
     actions = torch.randn(T, tasks, episodes, act_dim, generator=generator, dtype=D)

@@ -29,7 +29,12 @@ def test_discounted_returns_by_hand_ignores_padding():
     rewards, mask = padded_batch()
     returns = discounted_returns(rewards, mask, gamma=0.5)
     expected = torch.tensor(
-        [[1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4, 2 + 0.5 * 3], [2 + 0.5 * 3 + 0.25 * 4, 3.0], [3 + 0.5 * 4, 0.0], [4.0, 0.0]],
+        [
+            [1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 4, 2 + 0.5 * 3],
+            [2 + 0.5 * 3 + 0.25 * 4, 3.0],
+            [3 + 0.5 * 4, 0.0],
+            [4.0, 0.0],
+        ],
         dtype=D,
     )[:, None]
     torch.testing.assert_close(returns, expected)
@@ -59,14 +64,18 @@ def test_gae_with_lambda_one_is_returns_minus_values():
     rewards, mask = padded_batch()
     values = torch.rand(4, 1, 2, dtype=D)
     advantages = generalized_advantages(rewards, values, mask, 0.99, 1.0)
-    torch.testing.assert_close(advantages, (discounted_returns(rewards, mask, 0.99) - values) * mask)
+    torch.testing.assert_close(
+        advantages, (discounted_returns(rewards, mask, 0.99) - values) * mask
+    )
 
 
 def test_baseline_features_by_hand():
     obs = torch.tensor([[[[2.0]]], [[[20.0]]]], dtype=D)  # [T=2, 1, 1, obs_dim=1]
     mask = torch.ones(2, 1, 1, dtype=D)
     features = baseline_features(obs, mask)[:, 0, 0]
-    expected = torch.tensor([[2.0, 4.0, 0.0, 0.0, 0.0, 1.0], [10.0, 100.0, 0.01, 1e-4, 1e-6, 1.0]], dtype=D)
+    expected = torch.tensor(
+        [[2.0, 4.0, 0.0, 0.0, 0.0, 1.0], [10.0, 100.0, 0.01, 1e-4, 1e-6, 1.0]], dtype=D
+    )
     torch.testing.assert_close(features, expected)
 
 
@@ -97,7 +106,9 @@ def test_linear_baseline_exact_on_linear_returns():
     features = baseline_features(obs, mask)
     returns = 3.0 * obs[..., 0] - 2.0 * obs[..., 0] ** 2 + 0.5
     weights = fit_linear_baseline(features, returns, mask, reg=1e-10)
-    torch.testing.assert_close(predict_linear_baseline(features, weights), returns, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        predict_linear_baseline(features, weights), returns, atol=1e-6, rtol=0
+    )
 
 
 @pytest.mark.parametrize("case", ["equal_observations", "one_step", "all_padding"])
@@ -123,4 +134,6 @@ def test_normalize_per_task_uses_valid_steps_only():
     normalized = normalize_per_task(advantages, mask)
     task0 = torch.tensor([1.0, 5.0], dtype=D)
     torch.testing.assert_close(normalized[:, 0, 0], (task0 - 3.0) / (2.0 + 1e-8))
-    assert normalized[1, 1, 0] == 0.0 and normalized[0, 1, 0] == 0.0  # one valid step: zero after centering
+    assert (
+        normalized[1, 1, 0] == 0.0 and normalized[0, 1, 0] == 0.0
+    )  # one valid step: zero after centering

@@ -65,8 +65,13 @@ def test_first_order_drops_exactly_the_second_order_term():
 
         def inner_loss_flat(flat, i=i):
             return task_inner_loss(
-                policy, unflatten(flat, theta), pre.observations[:, i], pre.actions[:, i],
-                pre.advantages[:, i], pre.mask[:, i], "reinforce",
+                policy,
+                unflatten(flat, theta),
+                pre.observations[:, i],
+                pre.actions[:, i],
+                pre.advantages[:, i],
+                pre.mask[:, i],
+                "reinforce",
             )
 
         h = hessian(inner_loss_flat, flatten(theta))

@@ -19,7 +19,7 @@ def test_registered_env_passes_gymnasium_and_sb3_checks():
 
 
 def test_unknown_env_lists_known_ones():
-    with pytest.raises(ValueError, match="known envs: .*metarl/Navigation2D-v0"):
+    with pytest.raises(ValueError, match=r"known envs: .*metarl/Navigation2D-v0"):
         make_task_env("metarl/Nope-v0")
 
 
@@ -40,10 +40,10 @@ def test_paper_dynamics_reward_and_termination():
 def test_truncates_at_horizon_through_make():
     env = gym.make("metarl/Navigation2D-v0")
     env.reset(options={"task": {"goal": [0.5, 0.5]}})
-    for t in range(100):
+    for step in range(1, 101):
         _, _, terminated, truncated, _ = env.step(np.array([-0.1, -0.1], dtype=np.float32))
         assert not terminated
-    assert truncated and t == 99
+        assert truncated == (step == 100)
 
 
 def test_tasks_reproducible_and_in_distribution():
@@ -88,7 +88,7 @@ def test_malformed_tasks_raise(task, message):
 
 def test_batched_matches_single_env():
     env = Navigation2DEnv()
-    tasks = env.sample_tasks(3, np.random.default_rng(0)) + [{"goal": [0.05, 0.05]}]
+    tasks = [*env.sample_tasks(3, np.random.default_rng(0)), {"goal": [0.05, 0.05]}]
     batched = env.batched(len(tasks))
     rng = np.random.default_rng(1)
     actions = rng.normal(0.0, 0.08, size=(100, len(tasks), 2))

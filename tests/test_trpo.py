@@ -12,8 +12,15 @@ D = torch.float64
 
 def make_objective(inner_steps=1, first_order=False, seed=0):
     policy, theta = tiny_policy(seed)
-    batch = MetaBatch(pre=[random_episodes(10 + s) for s in range(inner_steps)], post=random_episodes(20))
-    return policy, theta, batch, PostUpdateObjective(policy, InnerLoop(0.3, first_order), theta, batch)
+    batch = MetaBatch(
+        pre=[random_episodes(10 + s) for s in range(inner_steps)], post=random_episodes(20)
+    )
+    return (
+        policy,
+        theta,
+        batch,
+        PostUpdateObjective(policy, InnerLoop(0.3, first_order), theta, batch),
+    )
 
 
 def explicit_kl_hessian(objective, theta):
@@ -37,7 +44,9 @@ def test_subsampled_fisher_is_hessian_of_subsampled_kl():
     small = PostUpdateObjective(policy, objective.inner, theta, sub)
     h = explicit_kl_hessian(small, theta)
     v = torch.randn(h.shape[0], dtype=D)
-    torch.testing.assert_close(objective.fisher_vector_product(0.5)(v), h @ v, rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(
+        objective.fisher_vector_product(0.5)(v), h @ v, rtol=1e-7, atol=1e-10
+    )
 
 
 def test_conjugate_gradient_solves_random_spd_system():

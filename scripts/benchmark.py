@@ -1,0 +1,113 @@
+"""Seconds per meta-iteration of MAML-TRPO, split into its parts.
+
+    python scripts/benchmark.py --env metarl/Navigation2D-v0 --iterations 5
+
+Runs the paper's configuration for the env (2D navigation: 20 tasks x 20 episodes x
+100 steps, before and after adaptation, plus the TRPO step) and prints the median
+time of sampling, inner adaptation, post-update sampling and the outer step, for
+exact KL Hessian-vector products and for each --fisher-subsample given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from envs import make_task_env
+from metarl.advantages import add_advantages
+from metarl.algorithms.maml_trpo import MetaBatch
+from metarl.config import config_from_dict, preset_for
+from metarl.policies import policy_params
+from metarl.sampler import rollouts
+from metarl.trainer import make_algorithm, make_policy
+
+
+def time_iterations(config, iterations: int) -> dict[str, float]:
+    env = make_task_env(config.env)
+    batched = env.batched(config.meta_batch_size * config.episodes_per_task)
+    torch.manual_seed(config.seed)
+    policy = make_policy(config, env)
+    algorithm = make_algorithm(config, policy)
+    params = policy_params(policy)
+    rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
+    parts: dict[str, list[float]] = {
+        "sampling": [],
+        "adaptation": [],
+        "post_sampling": [],
+        "outer_step": [],
+        "total": [],
+    }
+    for _ in range(iterations + 1):  # the first iteration warms up and is not counted
+        tasks = env.sample_tasks(config.meta_batch_size, rng)
+        t0 = time.perf_counter()
+        pre = add_advantages(
+            rollouts(policy, params, batched, tasks, config.episodes_per_task, generator),
+            config.gamma,
+            config.gae_lambda,
+        )
+        t1 = time.perf_counter()
+        phi = {k: v.detach() for k, v in algorithm.inner(policy, params, [pre]).items()}
+        t2 = time.perf_counter()
+        post = add_advantages(
+            rollouts(
+                policy, phi, batched, tasks, config.episodes_per_task, generator, per_task=True
+            ),
+            config.gamma,
+            config.gae_lambda,
+        )
+        t3 = time.perf_counter()
+        params, _ = algorithm.step(params, MetaBatch([pre], post))
+        t4 = time.perf_counter()
+        for name, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), strict=True):
+            parts[name].append(value)
+    return {name: statistics.median(values[1:]) for name, values in parts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env", default="metarl/Navigation2D-v0")
+    parser.add_argument(
+        "--iterations", type=int, default=5, help="timed meta-iterations per setting"
+    )
+    parser.add_argument(
+        "--fisher-subsample",
+        type=float,
+        nargs="*",
+        default=[0.1],
+        help="subsampled settings to time besides exact",
+    )
+    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[100, 100])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
+    print(
+        f"{'env':<26} {'fisher':>6} {'sampling':>9} {'adapt':>7} {'post':>7} {'outer':>7} {'total s/it':>10}"
+    )
+    for fraction in [1.0, *args.fisher_subsample]:
+        config = config_from_dict(
+            {
+                **preset_for(args.env),
+                "env": args.env,
+                "fisher_subsample": fraction,
+                "hidden_sizes": args.hidden_sizes,
+                "threads": args.threads,
+            }
+        )
+        t = time_iterations(config, args.iterations)
+        print(
+            f"{args.env:<26} {fraction:>6.2f} {t['sampling']:>9.3f} {t['adaptation']:>7.3f} {t['post_sampling']:>7.3f} {t['outer_step']:>7.3f} {t['total']:>10.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

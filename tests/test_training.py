@@ -1,0 +1,164 @@
+"""End to end: the CLI trains, logs to TensorBoard, checkpoints, resumes and evaluates."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from metarl.checkpoint import load_checkpoint
+from scripts import evaluate as evaluate_script
+from scripts import train as train_script
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--meta-batch-size",
+    "3",
+    "--episodes-per-task",
+    "2",
+    "--hidden-sizes",
+    "8",
+    "8",
+    "--no-progress",
+]
+
+REQUIRED_SCALARS = {
+    "charts/return_pre_adaptation",
+    "charts/return_post_adaptation",
+    "charts/adaptation_gain",
+    "charts/SPS",
+    "charts/line_search_accepted",
+    "losses/surrogate",
+    "losses/kl",
+}
+
+
+def train(run_dir, *extra):
+    return train_script.main([*TINY, "--run-dir", str(run_dir), *extra])
+
+
+def scalars(run_dir):
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return {
+        tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()["scalars"]
+    }
+
+
+def test_cli_trains_logs_checkpoints_and_evaluates(tmp_path):
+    run = tmp_path / "nav"
+    result = subprocess.run(
+        [sys.executable, "scripts/train.py", *TINY, "--iterations", "3", "--run-dir", str(run)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "return before adaptation" in result.stdout
+    logged = scalars(run)
+    assert set(logged) >= REQUIRED_SCALARS
+    steps = [step for step, _ in logged["charts/return_post_adaptation"]]
+    assert len(steps) == 3 and steps == sorted(steps) and steps[0] > 0  # x-axis: env steps
+    config = json.loads((run / "config.json").read_text())
+    assert config["meta_batch_size"] == 3 and config["inner_lr"] == 0.1
+    payload = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert payload["iteration"] == 3
+
+    code = evaluate_script.main(
+        ["--run-dir", str(run), "--num-tasks", "4", "--adapt-steps", "2", "--episodes", "3"]
+    )
+    assert code == 0
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["env"] == "metarl/Navigation2D-v0"
+    assert evaluation["adapt_steps"] == 2 and evaluation["num_tasks"] == 4
+    assert set(evaluation["mean_return"]) == {"0", "1", "2"}
+    assert all(len(evaluation["returns"][k]) == 4 for k in "012")
+    assert {"eval/return_step_0", "eval/return_step_2"} <= set(scalars(run))
+
+
+def test_evaluation_is_deterministic_for_a_seed(tmp_path):
+    run = tmp_path / "nav"
+    assert train(run, "--iterations", "1") == 0
+    outputs = []
+    for seed in (5, 5, 6):
+        evaluate_script.main(
+            [
+                "--run-dir",
+                str(run),
+                "--num-tasks",
+                "3",
+                "--adapt-steps",
+                "1",
+                "--episodes",
+                "2",
+                "--seed",
+                str(seed),
+            ]
+        )
+        outputs.append(json.loads((run / "evaluation.json").read_text())["returns"])
+    assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
+
+
+def final_params(run_dir):
+    return load_checkpoint(Path(run_dir) / "checkpoints" / "latest.pt")["params"]
+
+
+def test_same_seed_identical_different_seed_differs(tmp_path):
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        assert train(tmp_path / name, "--iterations", "2", "--seed", str(seed)) == 0
+    a, b, c = (final_params(tmp_path / n) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_continues_exactly_without_duplicate_logs(tmp_path):
+    assert train(tmp_path / "straight", "--iterations", "4", "--checkpoint-every", "2") == 0
+    assert train(tmp_path / "split", "--iterations", "2", "--checkpoint-every", "2") == 0
+    assert train(tmp_path / "split", "--iterations", "4", "--resume") == 0
+    straight, split = final_params(tmp_path / "straight"), final_params(tmp_path / "split")
+    assert all(torch.equal(straight[k], split[k]) for k in straight)
+    steps = [s for s, _ in scalars(tmp_path / "split")["charts/return_post_adaptation"]]
+    assert len(steps) == 4 and len(set(steps)) == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--env", "metarl/Nope-v0"], "unknown env 'metarl/Nope-v0'; known envs: .*Navigation2D"),
+        (["--inner-lr", "-0.1"], "'inner_lr' must be positive"),
+        (["--iterations", "0"], "'iterations' must be >= 1"),
+        (["--meta-batch-size", "0"], "'meta_batch_size' must be >= 1"),
+        (["--max-kl", "0"], "'max_kl' must be positive"),
+    ],
+)
+def test_bad_config_is_refused_and_nothing_written(tmp_path, capsys, args, message):
+    run = tmp_path / "run"
+    assert train(run, *args) == 2
+    assert pytest.importorskip("re").search(message, capsys.readouterr().err)
+    assert not run.exists()
+
+
+def test_run_dir_of_another_run_is_refused_unless_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(run, "--iterations", "1") == 0
+    before = sorted(p.name for p in run.rglob("*"))
+    assert train(run, "--iterations", "1") == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert sorted(p.name for p in run.rglob("*")) == before
+
+
+def test_evaluate_reports_missing_and_corrupt_checkpoints(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert evaluate_script.main(["--run-dir", str(run)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert train(run, "--iterations", "1") == 0
+    latest = run / "checkpoints" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:200])
+    assert evaluate_script.main(["--run-dir", str(run)]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+    assert not (run / "evaluation.json").exists()
