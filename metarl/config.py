@@ -58,6 +58,9 @@ class TrainConfig:
         3, "numbered checkpoints to keep (plus latest and best)", minimum=1
     )
     threads: int = _opt(2, "torch CPU threads", minimum=1)
+    max_consecutive_failures: int = _opt(
+        10, "stop after this many consecutive rejected (non-finite) updates", minimum=1
+    )
 
     def __post_init__(self) -> None:
         validate(self)

@@ -5,27 +5,91 @@ episodes with the current parameters, take a policy-gradient step with the same
 :func:`~metarl.adaptation.inner_step` used in training (step size ``alpha`` first,
 ``alpha / 2`` afterwards), and repeat; report the mean undiscounted return per episode
 after each number of steps. All tasks are evaluated at once.
+
+Also here: loading any evaluable policy (a meta-training run or a baseline from
+:mod:`metarl.baselines`), the oracle's batched view of an env (observations with the task
+vector appended), and the comparison of several policies on the same held-out tasks with
+95% confidence intervals over tasks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from envs.base import BatchedTaskEnv
+from envs import BatchedTaskEnv, TaskEnv, make_task_env
 from metarl.adaptation import inner_step
 from metarl.advantages import add_advantages
-from metarl.policies import Params
+from metarl.baselines import baseline_info
+from metarl.checkpoint import CheckpointError, load_checkpoint
+from metarl.config import TrainConfig, config_from_dict
+from metarl.episodes import Episodes
+from metarl.policies import GaussianMLPPolicy, Params
 from metarl.sampler import rollouts
 
 
 def test_time_step_sizes(step_size: float, steps: int) -> list[float]:
     """The paper's schedule: ``alpha`` for the first step, ``alpha / 2`` for later ones."""
     return [step_size if k == 0 else step_size / 2 for k in range(steps)]
+
+
+def held_out_tasks(env: TaskEnv, num_tasks: int, seed: int) -> list[dict[str, Any]]:
+    """The evaluation tasks: ``num_tasks`` draws from ``np.random.default_rng(seed)``.
+
+    Training draws its tasks from ``default_rng(config.seed)``, so any ``seed`` other than
+    the run's training seed gives tasks the run has (almost surely) never seen.
+    """
+    return env.sample_tasks(num_tasks, np.random.default_rng(seed))
+
+
+@dataclass(frozen=True)
+class AdaptationStage:
+    """The rollouts after ``step`` inner steps, and the parameters that produced them."""
+
+    step: int
+    params: Params
+    per_task: bool
+    episodes: Episodes
+
+
+def adaptation_trace(
+    policy: nn.Module,
+    params: Params,
+    env: BatchedTaskEnv,
+    tasks: Sequence[Mapping[str, Any]],
+    episodes_per_task: int,
+    step_sizes: Sequence[float],
+    gamma: float = 0.99,
+    gae_lambda: float = 1.0,
+    seed: int = 0,
+) -> Iterator[AdaptationStage]:
+    """Yield the rollouts after ``k = 0..len(step_sizes)`` inner steps, adapting in between.
+
+    Deterministic for a given ``seed``. The adapted parameters are per task.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    current, per_task = params, False
+    adapt_steps = len(step_sizes)
+    for k in range(adapt_steps + 1):
+        env_seed = int(rng.integers(2**31 - 1))
+        episodes = rollouts(
+            policy, current, env, tasks, episodes_per_task, generator, env_seed, per_task
+        )
+        yield AdaptationStage(k, current, per_task, episodes)
+        if k == adapt_steps:
+            break
+        episodes = add_advantages(episodes, gamma, gae_lambda)
+        adapted = inner_step(policy, current, episodes, step_sizes[k], per_task, first_order=True)
+        current = {name: value.detach() for name, value in adapted.items()}
+        per_task = True
 
 
 def adaptation_curve(
@@ -52,20 +116,242 @@ def adaptation_curve(
     )
     if len(schedule) != adapt_steps:
         raise ValueError(f"got {len(schedule)} step sizes for {adapt_steps} steps")
-    generator = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    current, per_task = params, False
-    curve = []
-    for k in range(adapt_steps + 1):
-        env_seed = int(rng.integers(2**31 - 1))
-        episodes = rollouts(
-            policy, current, env, tasks, episodes_per_task, generator, env_seed, per_task
+    stages = adaptation_trace(
+        policy, params, env, tasks, episodes_per_task, schedule, gamma, gae_lambda, seed
+    )
+    return torch.stack([stage.episodes.episode_returns().mean(dim=1) for stage in stages])
+
+
+class OracleBatchedEnv(BatchedTaskEnv):
+    """A batched env whose observations carry each copy's task vector (the oracle's view).
+
+    The batched counterpart of :class:`envs.OracleObservation`: ``obs`` becomes
+    ``concat(obs, task_vector(task))`` for every copy.
+    """
+
+    def __init__(self, env: BatchedTaskEnv, task_env: TaskEnv) -> None:
+        self.env, self.task_env = env, task_env
+        self.num_copies = env.num_copies
+        self.task_dim = int(task_env.task_vector(task_env.task).shape[0])
+        self.observation_dim = env.observation_dim + self.task_dim
+        self.action_dim = env.action_dim
+        self.max_episode_steps = env.max_episode_steps
+        self._vectors = np.zeros((self.num_copies, self.task_dim), dtype=np.float32)
+
+    def _augment(self, obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([obs, self._vectors], axis=1).astype(np.float32)
+
+    def reset(self, tasks: Sequence[Mapping[str, Any]], seed: int | None = None) -> np.ndarray:
+        obs = self.env.reset(tasks, seed=seed)
+        vectors = [self.task_env.task_vector(self.task_env.validate_task(t)) for t in tasks]
+        self._vectors = np.stack(vectors).astype(np.float32)
+        return self._augment(obs)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        obs, rewards, terminated, truncated = self.env.step(actions)
+        return self._augment(obs), rewards, terminated, truncated
+
+
+@dataclass
+class LoadedPolicy:
+    """An evaluable policy: a meta-training run's checkpoint or a saved baseline."""
+
+    path: Path
+    config: TrainConfig
+    env: TaskEnv
+    policy: GaussianMLPPolicy
+    params: Params
+    iteration: int
+    env_steps: int
+    kind: str  # "maml" for a meta-training run, else the baseline's kind
+    oracle: bool
+
+    def batched_env(self, num_copies: int) -> BatchedTaskEnv:
+        """The batched env this policy acts in (task vectors appended for an oracle)."""
+        batched = self.env.batched(num_copies)
+        return OracleBatchedEnv(batched, self.env) if self.oracle else batched
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str = "latest") -> Path:
+    """``<run_dir>/checkpoints/{latest,best}.pt``, or ``checkpoint`` itself if it is a path.
+
+    A ``run_dir`` that is itself a ``.pt`` file is returned as it is.
+    """
+    if Path(run_dir).suffix == ".pt":
+        return Path(run_dir)
+    if checkpoint in ("latest", "best"):
+        return Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
+    return Path(checkpoint)
+
+
+def load_policy(path: str | Path) -> LoadedPolicy:
+    """Load a checkpoint written by the trainer or by :func:`metarl.baselines.train_baseline`.
+
+    Raises :class:`CheckpointError` (or ``ValueError`` for a bad config) naming the file.
+    """
+    path = Path(path)
+    payload = load_checkpoint(path)
+    try:
+        config = config_from_dict(payload["config"])
+        params = payload["params"]
+    except KeyError as error:
+        raise CheckpointError(f"checkpoint {path} has no {error.args[0]!r} entry") from error
+    info = baseline_info(payload)
+    kind = info["kind"] if info else "maml"
+    oracle = bool(info and info.get("oracle"))
+    env = make_task_env(config.env)
+    obs_dim = int(np.prod(env.observation_space.shape))
+    if oracle:
+        obs_dim += int(env.task_vector(env.task).shape[0])
+    act_dim = int(np.prod(env.action_space.shape))
+    policy = GaussianMLPPolicy(
+        obs_dim, act_dim, config.hidden_sizes, config.activation, config.init_std
+    )
+    expected = {name: tuple(value.shape) for name, value in policy.named_parameters()}
+    if {name: tuple(value.shape) for name, value in params.items()} != expected:
+        raise CheckpointError(f"checkpoint {path} does not fit the policy its config describes")
+    return LoadedPolicy(
+        path=path,
+        config=config,
+        env=env,
+        policy=policy,
+        params={name: value.float() for name, value in params.items()},
+        iteration=int(payload.get("iteration", 0)),
+        env_steps=int(payload.get("env_steps", 0)),
+        kind=kind,
+        oracle=oracle,
+    )
+
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(dof: int) -> float:
+    """The 0.975 quantile of Student's t (table to 30 dof, Cornish-Fisher expansion beyond)."""
+    if dof < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {dof}")
+    if dof <= len(_T975):
+        return _T975[dof - 1]
+    z = 1.959964
+    return (
+        z
+        + (z**3 + z) / (4 * dof)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * dof**3)
+    )
+
+
+def mean_and_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and half-width of the 95% confidence interval of the mean (t interval)."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, 0.0
+    half = t_quantile_975(values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    return mean, float(half)
+
+
+@dataclass(frozen=True)
+class CurveSummary:
+    """One method's adaptation curve on the held-out tasks."""
+
+    label: str
+    kind: str
+    path: str
+    step_size: float | None  # first inner step size (None: not adapted)
+    returns: list[list[float]]  # [steps + 1][tasks]
+    mean: list[float]
+    ci95: list[float]  # half-widths
+
+    @property
+    def oracle(self) -> bool:
+        return self.kind == "oracle"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "checkpoint": self.path,
+            "inner_lr": self.step_size,
+            "mean_return": {str(k): m for k, m in enumerate(self.mean)},
+            "ci95": {str(k): c for k, c in enumerate(self.ci95)},
+            "returns": {str(k): r for k, r in enumerate(self.returns)},
+        }
+
+
+def evaluate_policy_curve(
+    loaded: LoadedPolicy,
+    tasks: Sequence[Mapping[str, Any]],
+    episodes_per_task: int,
+    adapt_steps: int,
+    seed: int,
+    step_size: float | None = None,
+    label: str | None = None,
+) -> CurveSummary:
+    """Adaptation curve of a loaded policy; an oracle is evaluated at 0 steps only."""
+    steps = 0 if loaded.oracle else adapt_steps
+    alpha = step_size if step_size is not None else loaded.config.inner_lr
+    curve = adaptation_curve(
+        loaded.policy,
+        loaded.params,
+        loaded.batched_env(len(tasks) * episodes_per_task),
+        tasks,
+        episodes_per_task,
+        steps,
+        alpha,
+        loaded.config.gamma,
+        loaded.config.gae_lambda,
+        seed=seed,
+    )
+    stats = [mean_and_ci95(row) for row in curve.double().numpy()]
+    return CurveSummary(
+        label=label or loaded.path.parent.parent.name,
+        kind=loaded.kind,
+        path=str(loaded.path),
+        step_size=None if loaded.oracle else alpha,
+        returns=curve.tolist(),
+        mean=[m for m, _ in stats],
+        ci95=[c for _, c in stats],
+    )
+
+
+def adaptation_ratios(summary: CurveSummary, oracle_return: float) -> list[float]:
+    """``(R_k - R_0) / (R_oracle - R_0)`` for each step ``k`` (the paper's adaptation ratio)."""
+    gap = oracle_return - summary.mean[0]
+    return [(m - summary.mean[0]) / gap if gap != 0 else math.nan for m in summary.mean]
+
+
+def comparison_table(summaries: Sequence[CurveSummary], adapt_steps: int) -> str:
+    """The paper's table: mean return (± 95% CI half-width) after 0..K steps, one row a method."""
+    label_width = max([6, *(len(s.label) for s in summaries)])
+    header = f"{'method':<{label_width}} | {'alpha':>5} | " + " | ".join(
+        f"{f'{k} steps':>16}" for k in range(adapt_steps + 1)
+    )
+    lines = [header, "-" * len(header)]
+    for summary in summaries:
+        alpha = "-" if summary.step_size is None else f"{summary.step_size:g}"
+        cells = []
+        for k in range(adapt_steps + 1):
+            if k < len(summary.mean):
+                cells.append(f"{summary.mean[k]:8.2f} ± {summary.ci95[k]:5.2f}")
+            else:
+                cells.append("")
+        row = f"{summary.label:<{label_width}} | {alpha:>5} | " + " | ".join(
+            f"{c:>16}" for c in cells
         )
-        curve.append(episodes.episode_returns().mean(dim=1))
-        if k == adapt_steps:
-            break
-        episodes = add_advantages(episodes, gamma, gae_lambda)
-        adapted = inner_step(policy, current, episodes, schedule[k], per_task, first_order=True)
-        current = {name: value.detach() for name, value in adapted.items()}
-        per_task = True
-    return torch.stack(curve)
+        lines.append(row.rstrip())
+    oracle = next((s for s in summaries if s.oracle), None)
+    adapted = [s for s in summaries if not s.oracle and len(s.mean) > 1]
+    if oracle is not None and adapted:
+        lines.append("")
+        lines.append("adaptation ratio (R_k - R_0) / (R_oracle - R_0):")
+        for summary in adapted:
+            ratios = adaptation_ratios(summary, oracle.mean[0])
+            cells = " | ".join(f"{r:16.2f}" for r in ratios)
+            lines.append(f"{summary.label:<{label_width}} | {'':>5} | {cells}")
+    return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from metarl.algorithms.maml_trpo import InnerLoop, MamlTrpo, MetaBatch
 from metarl.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.episodes import Episodes
+from metarl.guards import RejectedBatch, check_episodes, update_problem
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
 from metarl.sampler import rollouts
 
@@ -61,21 +63,33 @@ def sample_meta_batch(
     generator: torch.Generator,
     rng: np.random.Generator,
 ) -> MetaBatch:
-    """Pre-update rollouts for each inner step, then post-update rollouts with adapted params."""
+    """Pre-update rollouts for each inner step, then post-update rollouts with adapted params.
 
-    def collect(current: Params, per_task: bool) -> Episodes:
+    Raises :class:`~metarl.guards.RejectedBatch` as soon as a batch is unfit to learn from.
+    """
+
+    def collect(current: Params, per_task: bool, name: str) -> Episodes:
         env_seed = int(rng.integers(2**31 - 1))
         episodes = rollouts(
             policy, current, env, tasks, config.episodes_per_task, generator, env_seed, per_task
         )
-        return add_advantages(
+        check_episodes(episodes, name)
+        episodes = add_advantages(
             episodes, config.gamma, config.gae_lambda, config.normalize_advantages
         )
+        return check_episodes(episodes, name)
 
-    pre: list[Episodes] = [collect(params, per_task=False)]
-    for _ in range(config.inner_steps):
-        adapted = {name: value.detach() for name, value in inner(policy, params, pre).items()}
-        pre.append(collect(adapted, per_task=True))
+    pre: list[Episodes] = []
+    try:
+        pre.append(collect(params, per_task=False, name="pre-update batch"))
+        for step in range(config.inner_steps):
+            adapted = {name: value.detach() for name, value in inner(policy, params, pre).items()}
+            last = step == config.inner_steps - 1
+            name = "post-update batch" if last else f"batch after inner step {step + 1}"
+            pre.append(collect(adapted, per_task=True, name=name))
+    except RejectedBatch as error:
+        error.env_steps += sum(episodes.num_steps for episodes in pre)
+        raise
     return MetaBatch(pre=pre[:-1], post=pre[-1])
 
 
@@ -94,6 +108,7 @@ class TrainState:
     best_return: float
     rng: np.random.Generator
     generator: torch.Generator
+    consecutive_failures: int = 0
 
     def to_payload(self, config: TrainConfig) -> dict[str, Any]:
         return {
@@ -104,6 +119,7 @@ class TrainState:
             "best_return": self.best_return,
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "torch_rng": self.generator.get_state(),
+            "consecutive_failures": self.consecutive_failures,
         }
 
     @classmethod
@@ -126,6 +142,7 @@ class TrainState:
             best_return=float(payload["best_return"]),
             rng=rng,
             generator=generator,
+            consecutive_failures=int(payload.get("consecutive_failures", 0)),
         )
 
 
@@ -140,6 +157,10 @@ def load_run_checkpoint(path: str | Path, config: TrainConfig, reference: Params
                 f"but this run has {key}={config.to_dict()[key]!r}"
             )
     return TrainState.from_payload(payload, reference)
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when too many consecutive updates had to be rejected."""
 
 
 class Trainer:
@@ -183,6 +204,7 @@ class Trainer:
                 rng=np.random.default_rng(config.seed),
                 generator=torch.Generator().manual_seed(config.seed),
             )
+        self.last_problem: str | None = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(config.to_dict(), indent=2)
         atomic_write(config_path, lambda file: file.write(text.encode()))
@@ -192,27 +214,43 @@ class Trainer:
         config, state = self.config, self.state
         start = time.perf_counter()
         tasks = self.env.sample_tasks(config.meta_batch_size, state.rng)
-        batch = sample_meta_batch(
-            self.policy,
-            state.params,
-            self.algorithm.inner,
-            self.batched_env,
-            tasks,
-            config,
-            state.generator,
-            state.rng,
-        )
+        metrics: dict[str, float] = {}
+        try:
+            batch = sample_meta_batch(
+                self.policy,
+                state.params,
+                self.algorithm.inner,
+                self.batched_env,
+                tasks,
+                config,
+                state.generator,
+                state.rng,
+            )
+            problem = None
+        except RejectedBatch as error:
+            batch, problem = None, str(error)
+            state.env_steps += error.env_steps
         sampled = time.perf_counter()
-        new_params, metrics = self.algorithm.step(state.params, batch)
+        if batch is not None:
+            new_params, metrics = self.algorithm.step(state.params, batch)
+            problem = update_problem(metrics, new_params)
         finished = time.perf_counter()
-        if all(torch.isfinite(value).all() for value in new_params.values()):
+        if problem is None:
             state.params = new_params
-            metrics["charts/rejected_nonfinite"] = 0.0
+            state.consecutive_failures = 0
         else:
-            metrics["charts/rejected_nonfinite"] = 1.0
+            state.consecutive_failures += 1
+            self.last_problem = problem
+            warnings.warn(
+                f"iteration {state.iteration + 1}: update rejected: {problem}", stacklevel=2
+            )
+        metrics["charts/rejected_update"] = float(problem is not None)
+        state.iteration += 1
+        if batch is None:
+            metrics["charts/iteration"] = float(state.iteration)
+            return metrics
         steps = sum(episodes.num_steps for episodes in [*batch.pre, batch.post])
         state.env_steps += steps
-        state.iteration += 1
         pre_return = batch.pre[0].episode_returns().mean().item()
         post_return = batch.post.episode_returns().mean().item()
         metrics.update(
@@ -266,15 +304,22 @@ class Trainer:
                 metrics = self.iterate()
                 for tag, value in metrics.items():
                     writer.add_scalar(tag, value, state.env_steps)
-                post = metrics["charts/return_post_adaptation"]
+                if state.consecutive_failures >= config.max_consecutive_failures:
+                    raise TrainingDiverged(
+                        f"stopped after {state.consecutive_failures} consecutive rejected updates; "
+                        f"last cause: {self.last_problem}. The last good checkpoint is "
+                        f"{self.checkpoint_dir / 'latest.pt'}"
+                    )
+                nan = float("nan")
+                post = metrics.get("charts/return_post_adaptation", nan)
                 if post > state.best_return:
                     state.best_return = post
                     self.save_best(sampled_with, state.iteration - 1)
                 bar.update(1)
                 bar.set_postfix(
-                    pre=f"{metrics['charts/return_pre_adaptation']:.1f}",
+                    pre=f"{metrics.get('charts/return_pre_adaptation', nan):.1f}",
                     post=f"{post:.1f}",
-                    kl=f"{metrics['losses/kl']:.4f}",
+                    kl=f"{metrics.get('losses/kl', nan):.4f}",
                 )
                 done = state.iteration == config.iterations
                 if done or state.iteration % config.checkpoint_every == 0:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from metarl.config import add_config_arguments, config_from_args
-from metarl.trainer import Trainer
+from metarl.trainer import Trainer, TrainingDiverged
 
 
 def default_run_dir(env: str, algo: str, seed: int) -> Path:
@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"run dir: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir})")
-    metrics = trainer.run(progress=not args.no_progress)
+    try:
+        metrics = trainer.run(progress=not args.no_progress)
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if metrics:
         print(
             f"iteration {trainer.state.iteration}: return before adaptation "
