@@ -123,10 +123,11 @@ def require_keys(task: Mapping[str, Any], keys: Sequence[str], env_name: str) ->
 class OracleObservation(gym.ObservationWrapper):
     """Appends the current task's parameters to the observation (the oracle baseline's view)."""
 
-    def __init__(self, env: TaskEnv) -> None:
+    def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
+        task_env: TaskEnv = env.unwrapped  # type: ignore[assignment]
         base = env.observation_space
-        extra = env.task_vector(env.task).shape[0]
+        extra = task_env.task_vector(task_env.task).shape[0]
         low = np.concatenate([np.broadcast_to(base.low, base.shape), np.full(extra, -np.inf)])
         high = np.concatenate([np.broadcast_to(base.high, base.shape), np.full(extra, np.inf)])
         self.observation_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32))
