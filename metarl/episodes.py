@@ -21,11 +21,12 @@ class Episodes:
     rewards: torch.Tensor  # [T, tasks, episodes]
     mask: torch.Tensor  # [T, tasks, episodes]
     advantages: torch.Tensor | None = None  # [T, tasks, episodes]
+    log_probs: torch.Tensor | None = None  # [T, tasks, episodes], under the sampling policy
 
     def __post_init__(self) -> None:
         horizon, tasks, episodes = self.rewards.shape
         expected = (horizon, tasks, episodes)
-        for name in ("observations", "actions", "rewards", "mask", "advantages"):
+        for name in ("observations", "actions", "rewards", "mask", "advantages", "log_probs"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape[:3]) != expected:
                 raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {expected}[...]")

@@ -27,19 +27,23 @@ def inner_loss(
     log_probs: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
+    sampling_log_probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Inner-loop policy-gradient loss of one task (inputs ``[T, episodes]``), a scalar.
 
     - ``reinforce`` (MAML paper): ``-mean(log pi(a|s) * A)``.
-    - ``lvc`` (ProMP, Rothfuss et al. 2019): ``-mean(pi / stopgrad(pi) * A)``; same value
-      at the sampling parameters as the REINFORCE surrogate's gradient, lower-variance curvature.
+    - ``lvc`` (ProMP, Rothfuss et al. 2019): ``-mean(pi / pi_sampling * A)``, the
+      likelihood ratio to the policy that sampled the data (``stopgrad(pi)`` if that is not
+      given). At the sampling parameters its gradient is the REINFORCE gradient, and its
+      Hessian keeps the ``grad log pi grad log pi^T`` term that REINFORCE drops.
     - ``dice`` (Foerster et al. 2018): ``-mean(magic(sum_{t'<=t} log pi) * A_t)`` with
       ``magic(x) = exp(x - stopgrad(x))``: the unbiased estimator of all higher derivatives.
     """
     if estimator == "reinforce":
         surrogate = log_probs * advantages
     elif estimator == "lvc":
-        surrogate = torch.exp(log_probs - log_probs.detach()) * advantages
+        reference = log_probs.detach() if sampling_log_probs is None else sampling_log_probs
+        surrogate = torch.exp(log_probs - reference) * advantages
     elif estimator == "dice":
         cumulative = torch.cumsum(log_probs * mask, dim=0)
         surrogate = torch.exp(cumulative - cumulative.detach()) * advantages

@@ -140,11 +140,13 @@ def plot_navigation_paths(
     path: str | Path,
     title: str = "",
     goal_box: float = 0.5,
+    mean_paths: Sequence[np.ndarray] | None = None,
 ) -> Path:
     """2D-navigation paths of a policy before and after adaptation.
 
     ``stages`` holds ``(label, paths)``, each path an array ``[points, 2]`` of positions
-    from the start. The dotted square is the goal distribution's support.
+    from the start; ``mean_paths`` (one per stage, optional) are drawn bold: the path of
+    the policy's mean action. The dotted square is the goal distribution's support.
     """
     figure = Figure(figsize=(5.5, 5.5))
     axes = figure.add_subplot()
@@ -161,6 +163,9 @@ def plot_navigation_paths(
                 linewidth=1,
                 label=label if number == 0 else None,
             )
+        if mean_paths is not None:
+            points = mean_paths[index]
+            axes.plot(points[:, 0], points[:, 1], color=f"C{index}", linewidth=2.5)
     axes.plot([0], [0], marker="o", color="black", linestyle="none", label="start")
     axes.plot(
         [goal[0]], [goal[1]], marker="*", markersize=16, color="red", linestyle="none", label="goal"

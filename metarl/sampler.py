@@ -15,7 +15,7 @@ from torch import nn
 
 from envs.base import BatchedTaskEnv
 from metarl.episodes import Episodes
-from metarl.policies import Params, distribution_params
+from metarl.policies import Params, distribution_params, gaussian_log_prob
 
 
 @torch.no_grad()
@@ -49,6 +49,7 @@ def rollouts(
     actions = torch.zeros(*shape, env.action_dim, dtype=dtype)
     rewards = torch.zeros(shape, dtype=dtype)
     mask = torch.zeros(shape, dtype=dtype)
+    log_probs = torch.zeros(shape, dtype=dtype)
 
     obs = torch.as_tensor(env.reset(copy_tasks, seed=env_seed), dtype=dtype).reshape(
         num_tasks, episodes_per_task, -1
@@ -62,6 +63,7 @@ def rollouts(
             noise = torch.randn(mean.shape, generator=generator, dtype=dtype)
             action = (mean + torch.exp(log_std) * noise)[0]
         observations[t], actions[t], mask[t] = obs, action, alive.to(dtype)
+        log_probs[t] = gaussian_log_prob(mean, log_std, action.unsqueeze(0))[0]
         next_obs, reward, terminated, truncated = env.step(
             action.reshape(-1, env.action_dim).numpy()
         )
@@ -71,4 +73,4 @@ def rollouts(
         if not alive.any():
             break
         obs = torch.as_tensor(next_obs, dtype=dtype).reshape(num_tasks, episodes_per_task, -1)
-    return Episodes(observations, actions, rewards * mask, mask)
+    return Episodes(observations, actions, rewards * mask, mask, log_probs=log_probs * mask)

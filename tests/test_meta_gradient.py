@@ -71,6 +71,7 @@ def test_first_order_drops_exactly_the_second_order_term():
                 pre.actions[:, i],
                 pre.advantages[:, i],
                 pre.mask[:, i],
+                None,
                 "reinforce",
             )
 

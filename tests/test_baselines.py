@@ -1,0 +1,288 @@
+"""Baselines and the comparison evaluator: exact SB3 mapping, oracle view, held-out tasks,
+determinism, and a tiny PPO baseline compared with a tiny meta-training run end to end."""
+
+import csv
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from torch.func import functional_call
+
+from envs import make_task_env
+from metarl.baselines import (
+    PPOSettings,
+    TaskResampling,
+    baseline_config,
+    make_training_env,
+    sb3_policy_kwargs,
+    sb3_to_params,
+    train_baseline,
+)
+from metarl.config import TrainConfig
+from metarl.evaluation import (
+    OracleBatchedEnv,
+    adaptation_curve,
+    held_out_tasks,
+    load_policy,
+    mean_and_ci95,
+    t_quantile_975,
+)
+from metarl.policies import GaussianMLPPolicy
+from metarl.trainer import Trainer
+from scripts import baselines as baselines_script
+from scripts import evaluate as evaluate_script
+from scripts import train as train_script
+
+NAV = "metarl/Navigation2D-v0"
+TINY_RUN = ["--meta-batch-size", "2", "--episodes-per-task", "2", "--hidden-sizes", "8", "8"]
+
+
+@pytest.mark.parametrize(
+    "kind, hidden, activation", [("pretrained", (8, 8), "relu"), ("oracle", (16, 5), "tanh")]
+)
+def test_sb3_actor_maps_exactly_onto_gaussian_mlp_policy(kind, hidden, activation):
+    env = make_training_env(NAV, kind, seed=0)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=64,
+        batch_size=32,
+        n_epochs=1,
+        policy_kwargs=sb3_policy_kwargs(hidden, activation, init_std=0.5),
+        seed=0,
+        device="cpu",
+    )
+    model.learn(128)  # move the weights away from SB3's initialisation
+    with torch.no_grad():
+        for parameter in model.policy.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    obs_dim = env.observation_space.shape[0]
+    assert obs_dim == (4 if kind == "oracle" else 2)
+    policy = GaussianMLPPolicy(obs_dim, 2, hidden, activation)
+    params = sb3_to_params(model.policy)
+    assert set(params) == {name for name, _ in policy.named_parameters()}
+    obs = torch.randn(256, obs_dim)
+    with torch.no_grad():
+        distribution = model.policy.get_distribution(obs).distribution
+        mean, log_std = functional_call(policy, params, (obs,))
+    torch.testing.assert_close(mean, distribution.mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        log_std.expand_as(mean), distribution.stddev.log(), atol=1e-6, rtol=0
+    )
+
+
+def test_training_env_resamples_the_task_every_episode_and_oracle_sees_it():
+    env = make_training_env(NAV, "oracle", seed=3)
+    goals = []
+    for _ in range(3):
+        obs, _ = env.reset()
+        goal = env.unwrapped.task["goal"]
+        np.testing.assert_allclose(obs, [0.0, 0.0, *goal], atol=1e-7)
+        obs, *_ = env.step(np.array([0.05, -0.05], dtype=np.float32))
+        np.testing.assert_allclose(obs, [0.05, -0.05, *goal], atol=1e-7)
+        goals.append(tuple(goal))
+    assert len(set(goals)) == 3
+    pretrained = make_training_env(NAV, "pretrained", seed=3)
+    assert isinstance(pretrained, TaskResampling)
+    assert pretrained.reset()[0].shape == (2,)
+    assert tuple(pretrained.unwrapped.task["goal"]) == goals[0]  # same seed, same tasks
+    with pytest.raises(ValueError, match="only 'pretrained' and 'oracle'"):
+        make_training_env(NAV, "random", seed=0)
+
+
+def test_oracle_batched_env_matches_the_oracle_gymnasium_env():
+    task_env = make_task_env(NAV)
+    tasks = task_env.sample_tasks(3, np.random.default_rng(0))
+    batched = OracleBatchedEnv(task_env.batched(3), task_env)
+    assert batched.observation_dim == 4
+    obs = batched.reset(tasks)
+    singles = [gym.make(NAV) for _ in tasks]
+    from envs import OracleObservation
+
+    singles = [OracleObservation(env.unwrapped) for env in singles]
+    first = [env.reset(options={"task": task})[0] for env, task in zip(singles, tasks, strict=True)]
+    np.testing.assert_allclose(obs, np.stack(first))
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        actions = rng.uniform(-0.2, 0.2, size=(3, 2))
+        obs, rewards, _, _ = batched.step(actions)
+        steps = [env.step(a) for env, a in zip(singles, actions, strict=True)]
+        np.testing.assert_allclose(obs, np.stack([s[0] for s in steps]), atol=1e-6)
+        np.testing.assert_allclose(rewards, [s[1] for s in steps], atol=1e-6)
+
+
+def test_t_quantiles_and_confidence_interval():
+    assert t_quantile_975(1) == pytest.approx(12.706)
+    assert t_quantile_975(39) == pytest.approx(2.0227, abs=2e-4)
+    assert t_quantile_975(100) == pytest.approx(1.9840, abs=2e-4)
+    mean, half = mean_and_ci95([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5
+    assert half == pytest.approx(3.182 * math.sqrt(5 / 3) / 2, rel=1e-6)
+    assert mean_and_ci95([7.0]) == (7.0, 0.0)
+
+
+def test_held_out_tasks_are_not_among_the_training_tasks(tmp_path, monkeypatch):
+    config = TrainConfig(
+        meta_batch_size=10, episodes_per_task=2, hidden_sizes=(8,), iterations=2, threads=1
+    )
+    trainer = Trainer(config, tmp_path / "run")
+    seen = []
+    original = trainer.env.sample_tasks
+
+    def recording(n, rng):
+        tasks = original(n, rng)
+        seen.extend(tuple(t["goal"]) for t in tasks)
+        return tasks
+
+    monkeypatch.setattr(trainer.env, "sample_tasks", recording)
+    trainer.run(progress=False)
+    assert len(seen) == 20
+    held_out = {tuple(t["goal"]) for t in held_out_tasks(make_task_env(NAV), 40, seed=1234)}
+    assert len(held_out) == 40 and not held_out & set(seen)
+    # the same seed as training would reproduce training's first tasks: evaluate.py warns
+    assert tuple(held_out_tasks(make_task_env(NAV), 1, seed=0)[0]["goal"]) == seen[0]
+
+
+def test_adaptation_curve_is_deterministic_for_a_seed():
+    torch.manual_seed(0)
+    env = make_task_env(NAV)
+    policy = GaussianMLPPolicy(2, 2, (8,))
+    params = {name: p.detach() for name, p in policy.named_parameters()}
+    tasks = held_out_tasks(env, 3, seed=7)
+
+    def curve(seed):
+        return adaptation_curve(policy, params, env.batched(6), tasks, 2, 2, 0.1, seed=seed)
+
+    first, again, other = curve(5), curve(5), curve(6)
+    assert first.shape == (3, 3)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+@pytest.fixture(scope="module")
+def run_and_baselines(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    run = root / "maml"
+    argv = [*TINY_RUN, "--iterations", "2", "--no-progress", "--threads", "1"]
+    assert train_script.main([*argv, "--run-dir", str(run)]) == 0
+    ppo = ["--timesteps", "1024", "--num-envs", "2", "--n-steps", "256", "--batch-size", "128"]
+    for kind in ("pretrained", "oracle", "random"):
+        argv = ["--kind", kind, "--out", str(root / kind), "--hidden-sizes", "8", "8", *ppo]
+        assert baselines_script.main([*argv, "--inner-lr", "0.05"]) == 0
+    return root
+
+
+def test_baselines_are_saved_like_runs(run_and_baselines):
+    root = run_and_baselines
+    for kind in ("pretrained", "oracle", "random"):
+        loaded = load_policy(root / kind / "checkpoints" / "latest.pt")
+        assert loaded.kind == kind and loaded.oracle == (kind == "oracle")
+        assert loaded.config.hidden_sizes == (8, 8) and loaded.config.inner_lr == 0.05
+        assert loaded.policy.obs_dim == (4 if kind == "oracle" else 2)
+        info = json.loads((root / kind / "baseline.json").read_text())
+        assert info["kind"] == kind and info["env_steps"] == (0 if kind == "random" else 1024)
+    assert load_policy(root / "maml" / "checkpoints" / "latest.pt").kind == "maml"
+    assert baselines_script.main(["--kind", "random", "--out", str(root / "random")]) == 2
+
+
+def compare(root, out, seed="3"):
+    return evaluate_script.main(
+        [
+            "--compare",
+            *(str(root / name) for name in ("maml", "pretrained", "random", "oracle")),
+            "--labels",
+            "MAML",
+            "pretrained",
+            "random",
+            "oracle",
+            "--inner-lrs",
+            "run",
+            "0.02",
+            "run",
+            "run",
+            "--num-tasks",
+            "4",
+            "--adapt-steps",
+            "2",
+            "--episodes",
+            "3",
+            "--seed",
+            seed,
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+
+
+def test_evaluate_compares_runs_and_baselines(run_and_baselines, tmp_path, capsys):
+    root = run_and_baselines
+    assert compare(root, tmp_path / "a") == 0
+    printed = capsys.readouterr().out
+    assert "MAML" in printed and "oracle" in printed and "2 steps" in printed
+    result = json.loads((tmp_path / "a" / "comparison.json").read_text())
+    assert result["num_tasks"] == 4 and result["adapt_steps"] == 2 and len(result["tasks"]) == 4
+    methods = {m["label"]: m for m in result["methods"]}
+    assert set(methods["MAML"]["mean_return"]) == {"0", "1", "2"}
+    assert set(methods["oracle"]["mean_return"]) == {"0"}  # the oracle is not adapted
+    assert methods["pretrained"]["inner_lr"] == 0.02 and methods["random"]["inner_lr"] == 0.05
+    assert methods["MAML"]["inner_lr"] == 0.1 and methods["oracle"]["inner_lr"] is None
+    for method in methods.values():
+        for k, returns in method["returns"].items():
+            assert len(returns) == 4
+            assert method["mean_return"][k] == pytest.approx(np.mean(returns))
+            assert method["ci95"][k] > 0
+    with open(tmp_path / "a" / "comparison.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 + 3 + 3 + 1
+    assert (tmp_path / "a" / "comparison.png").stat().st_size > 1000
+    assert (tmp_path / "a" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((tmp_path / "a" / "tensorboard" / "MAML").glob("events.out.tfevents.*"))
+
+    # same seed, same numbers; the single-run evaluation of MAML agrees with the comparison
+    assert compare(root, tmp_path / "b") == 0
+    again = json.loads((tmp_path / "b" / "comparison.json").read_text())
+    assert again["methods"] == result["methods"]
+    assert compare(root, tmp_path / "c", seed="4") == 0
+    other = json.loads((tmp_path / "c" / "comparison.json").read_text())
+    assert other["methods"][0]["returns"] != result["methods"][0]["returns"]
+    argv = ["--run-dir", str(root / "maml"), "--num-tasks", "4", "--adapt-steps", "2"]
+    assert evaluate_script.main([*argv, "--episodes", "3", "--seed", "3", "--threads", "1"]) == 0
+    single = json.loads((root / "maml" / "evaluation.json").read_text())
+    assert single["returns"] == methods["MAML"]["returns"]
+
+
+def test_single_run_evaluation_of_an_oracle_baseline(run_and_baselines):
+    oracle = run_and_baselines / "oracle"
+    argv = ["--run-dir", str(oracle), "--num-tasks", "3", "--episodes", "2", "--threads", "1"]
+    assert evaluate_script.main(argv) == 0
+    evaluation = json.loads((oracle / "evaluation.json").read_text())
+    assert evaluation["adapt_steps"] == 0 and set(evaluation["returns"]) == {"0"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--compare", "x"], "--compare needs --out"),
+        (["--compare", "x", "y", "--labels", "a", "--out", "o"], "--labels has 1 entries"),
+        (["--compare", "x", "y", "--labels", "a", "a", "--out", "o"], "must be distinct"),
+        (["--run-dir", "x", "--compare", "y", "--out", "o"], "either --run-dir"),
+        ([], "either --run-dir"),
+    ],
+)
+def test_evaluate_refuses_bad_comparisons(argv, message, capsys):
+    assert evaluate_script.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_baseline_refuses_unknown_kind_and_existing_folder(tmp_path):
+    config = baseline_config(NAV, (4,), "relu", 0.1)
+    with pytest.raises(ValueError, match="unknown baseline kind"):
+        train_baseline("expert", tmp_path, config)
+    train_baseline("random", tmp_path / "r", config, PPOSettings())
+    with pytest.raises(FileExistsError):
+        train_baseline("random", tmp_path / "r", config)
