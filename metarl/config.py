@@ -13,7 +13,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-ALGORITHMS = ("maml-trpo",)
+ALGORITHMS = ("maml-trpo", "promp", "reptile")
+ESTIMATORS = ("reinforce", "lvc", "dice")
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -33,6 +34,11 @@ class TrainConfig:
     inner_steps: int = _opt(1, "inner gradient steps at training time", minimum=1)
     inner_lr: float = _opt(0.1, "inner step size alpha", positive=True)
     first_order: bool = _opt(False, "first-order MAML: no gradient through the inner step")
+    inner_estimator: str = _opt(
+        "reinforce", "inner policy-gradient objective (promp defaults to lvc)", choices=ESTIMATORS
+    )
+    meta_sgd: bool = _opt(False, "Meta-SGD: meta-learn a step size per parameter entry")
+    anil: bool = _opt(False, "ANIL: adapt only the policy's last layer in the inner loop")
     gamma: float = _opt(0.99, "discount factor", interval=(0.0, 1.0))
     gae_lambda: float = _opt(
         1.0, "GAE lambda (1 = Monte-Carlo returns minus baseline)", interval=(0.0, 1.0)
@@ -53,6 +59,13 @@ class TrainConfig:
         "fraction of episodes used for KL Hessian-vector products (1 = exact)",
         interval=(0.0, 1.0),
     )
+    promp_learning_rate: float = _opt(1e-3, "ProMP: Adam learning rate", positive=True)
+    promp_outer_steps: int = _opt(5, "ProMP: Adam steps per meta-batch", minimum=1)
+    promp_clip: float = _opt(0.3, "ProMP: clipping range of the likelihood ratio", positive=True)
+    promp_kl_coeff: float = _opt(5e-4, "ProMP: initial KL penalty coefficient eta", minimum=0)
+    promp_adaptive_kl: bool = _opt(False, "ProMP: adapt eta towards promp_kl_target")
+    promp_kl_target: float = _opt(0.01, "ProMP: KL target of the adaptive penalty", positive=True)
+    reptile_step_size: float = _opt(0.1, "Reptile: outer step size epsilon", positive=True)
     checkpoint_every: int = _opt(10, "save a checkpoint every N iterations", minimum=1)
     keep_checkpoints: int = _opt(
         3, "numbered checkpoints to keep (plus latest and best)", minimum=1
@@ -77,9 +90,12 @@ ENV_PRESETS: dict[str, dict[str, Any]] = {
 LOCOMOTION_PRESET: dict[str, Any] = {"meta_batch_size": 40, "episodes_per_task": 20}
 
 
-def preset_for(env_id: str) -> dict[str, Any]:
-    """The paper's hyperparameters for ``env_id`` (locomotion: 40 tasks per meta-batch)."""
-    return dict(ENV_PRESETS.get(env_id, LOCOMOTION_PRESET))
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {"promp": {"inner_estimator": "lvc"}}
+
+
+def preset_for(env_id: str, algo: str = "maml-trpo") -> dict[str, Any]:
+    """The paper's hyperparameters for ``env_id`` (locomotion: 40 tasks per meta-batch) and ``algo``."""
+    return {**ENV_PRESETS.get(env_id, LOCOMOTION_PRESET), **ALGORITHM_PRESETS.get(algo, {})}
 
 
 def _fields() -> dict[str, dataclasses.Field]:
@@ -171,5 +187,5 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None
     }
     env_id = given.get("env", TrainConfig.env)
-    values = {**preset_for(env_id), **given}
+    values = {**preset_for(env_id, given.get("algo", TrainConfig.algo)), **given}
     return config_from_dict(values)

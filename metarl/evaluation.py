@@ -267,6 +267,8 @@ class CurveSummary:
     returns: list[list[float]]  # [steps + 1][tasks]
     mean: list[float]
     ci95: list[float]  # half-widths
+    iteration: int = 0  # of the checkpoint (meta-iterations; 0 for a baseline)
+    env_steps: int = 0  # environment steps that trained it (meta-training or PPO)
 
     @property
     def oracle(self) -> bool:
@@ -277,6 +279,8 @@ class CurveSummary:
             "label": self.label,
             "kind": self.kind,
             "checkpoint": self.path,
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
             "inner_lr": self.step_size,
             "mean_return": {str(k): m for k, m in enumerate(self.mean)},
             "ci95": {str(k): c for k, c in enumerate(self.ci95)},
@@ -317,6 +321,8 @@ def evaluate_policy_curve(
         returns=curve.tolist(),
         mean=[m for m, _ in stats],
         ci95=[c for _, c in stats],
+        iteration=loaded.iteration,
+        env_steps=loaded.env_steps,
     )
 
 

@@ -11,7 +11,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,12 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from envs import BatchedTaskEnv, TaskEnv, make_task_env
+from metarl.adaptation import learned_step_sizes, split_meta_params
 from metarl.advantages import add_advantages
-from metarl.algorithms.maml_trpo import InnerLoop, MamlTrpo, MetaBatch
+from metarl.algorithms.base import InnerLoop, MetaBatch, OuterAlgorithm
+from metarl.algorithms.maml_trpo import MamlTrpo
+from metarl.algorithms.promp import ProMP
+from metarl.algorithms.reptile import Reptile
 from metarl.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.episodes import Episodes
@@ -39,8 +43,42 @@ def make_policy(config: TrainConfig, env: TaskEnv) -> GaussianMLPPolicy:
     )
 
 
-def make_algorithm(config: TrainConfig, policy: GaussianMLPPolicy) -> MamlTrpo:
-    inner = InnerLoop(step_size=config.inner_lr, first_order=config.first_order)
+def head_names(policy: GaussianMLPPolicy) -> list[str]:
+    """Names of the policy's last layer (what ANIL adapts)."""
+    last = len(policy.mean) - 1
+    return [f"mean.{last}.weight", f"mean.{last}.bias"]
+
+
+def initial_meta_params(config: TrainConfig, policy: GaussianMLPPolicy) -> Params:
+    """The policy's initial parameters, plus learned step sizes for Meta-SGD."""
+    params = policy_params(policy)
+    if config.meta_sgd:
+        names = head_names(policy) if config.anil else None
+        params.update(learned_step_sizes(params, config.inner_lr, names))
+    return params
+
+
+def make_algorithm(config: TrainConfig, policy: GaussianMLPPolicy) -> OuterAlgorithm:
+    """The outer algorithm a config names, around the configured inner loop."""
+    inner = InnerLoop(
+        step_size=config.inner_lr,
+        first_order=config.first_order or config.algo == "reptile",
+        estimator=config.inner_estimator,
+        adapted_names=head_names(policy) if config.anil else None,
+    )
+    if config.algo == "promp":
+        return ProMP(
+            policy,
+            inner,
+            learning_rate=config.promp_learning_rate,
+            outer_steps=config.promp_outer_steps,
+            clip=config.promp_clip,
+            kl_coeff=config.promp_kl_coeff,
+            adaptive_kl=config.promp_adaptive_kl,
+            kl_target=config.promp_kl_target,
+        )
+    if config.algo == "reptile":
+        return Reptile(policy, inner, step_size=config.reptile_step_size)
     return MamlTrpo(
         policy,
         inner,
@@ -81,7 +119,8 @@ def sample_meta_batch(
 
     pre: list[Episodes] = []
     try:
-        pre.append(collect(params, per_task=False, name="pre-update batch"))
+        policy_params_only = split_meta_params(params)[0]
+        pre.append(collect(policy_params_only, per_task=False, name="pre-update batch"))
         for step in range(config.inner_steps):
             adapted = {name: value.detach() for name, value in inner(policy, params, pre).items()}
             last = step == config.inner_steps - 1
@@ -109,6 +148,7 @@ class TrainState:
     rng: np.random.Generator
     generator: torch.Generator
     consecutive_failures: int = 0
+    algorithm_state: dict[str, Any] = field(default_factory=dict)
 
     def to_payload(self, config: TrainConfig) -> dict[str, Any]:
         return {
@@ -120,6 +160,7 @@ class TrainState:
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "torch_rng": self.generator.get_state(),
             "consecutive_failures": self.consecutive_failures,
+            "algorithm_state": self.algorithm_state,
         }
 
     @classmethod
@@ -143,6 +184,7 @@ class TrainState:
             rng=rng,
             generator=generator,
             consecutive_failures=int(payload.get("consecutive_failures", 0)),
+            algorithm_state=payload.get("algorithm_state", {}),
         )
 
 
@@ -150,7 +192,7 @@ def load_run_checkpoint(path: str | Path, config: TrainConfig, reference: Params
     """Load a checkpoint and check it belongs to a run of ``config``'s env and architecture."""
     payload = load_checkpoint(path)
     saved = payload.get("config", {})
-    for key in ("env", "hidden_sizes", "activation"):
+    for key in ("env", "algo", "hidden_sizes", "activation", "meta_sgd"):
         if saved.get(key) != config.to_dict()[key]:
             raise CheckpointError(
                 f"checkpoint {path} was made with {key}={saved.get(key)!r}, "
@@ -191,10 +233,11 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.policy = make_policy(config, self.env)
         self.algorithm = make_algorithm(config, self.policy)
-        initial = policy_params(self.policy)
+        initial = initial_meta_params(config, self.policy)
         latest = self.checkpoint_dir / "latest.pt"
         if resume and latest.is_file():
             self.state = load_run_checkpoint(latest, config, initial)
+            self.algorithm.load_state_dict(self.state.algorithm_state, self.state.params)
         else:
             self.state = TrainState(
                 params=initial,
@@ -266,17 +309,22 @@ class Trainer:
         )
         return metrics
 
+    def payload(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly from here."""
+        self.state.algorithm_state = self.algorithm.state_dict()
+        return self.state.to_payload(self.config)
+
     def save_best(self, params: Params, iteration: int) -> None:
         """Save the parameters that produced the best post-adaptation return so far."""
         payload = {
-            **self.state.to_payload(self.config),
+            **self.payload(),
             "params": params,
             "iteration": iteration,
         }
         save_checkpoint(self.checkpoint_dir / "best.pt", payload)
 
     def save(self) -> None:
-        payload = self.state.to_payload(self.config)
+        payload = self.payload()
         save_checkpoint(self.checkpoint_dir / "latest.pt", payload)
         numbered = self.checkpoint_dir / f"iter_{self.state.iteration:06d}.pt"
         save_checkpoint(numbered, payload)

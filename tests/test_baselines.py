@@ -247,6 +247,8 @@ def test_evaluate_compares_runs_and_baselines(run_and_baselines, tmp_path, capsy
     assert compare(root, tmp_path / "b") == 0
     again = json.loads((tmp_path / "b" / "comparison.json").read_text())
     assert again["methods"] == result["methods"]
+    assert compare(root, tmp_path / "a") == 0  # again into the same folder: no stale events
+    assert len(list((tmp_path / "a" / "tensorboard" / "MAML").glob("events.out.tfevents.*"))) == 1
     assert compare(root, tmp_path / "c", seed="4") == 0
     other = json.loads((tmp_path / "c" / "comparison.json").read_text())
     assert other["methods"][0]["returns"] != result["methods"][0]["returns"]

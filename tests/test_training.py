@@ -116,10 +116,17 @@ def test_same_seed_identical_different_seed_differs(tmp_path):
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
-def test_resume_continues_exactly_without_duplicate_logs(tmp_path):
-    assert train(tmp_path / "straight", "--iterations", "4", "--checkpoint-every", "2") == 0
-    assert train(tmp_path / "split", "--iterations", "2", "--checkpoint-every", "2") == 0
-    assert train(tmp_path / "split", "--iterations", "4", "--resume") == 0
+@pytest.mark.parametrize("algo", ["maml-trpo", "promp"])
+def test_resume_continues_exactly_without_duplicate_logs(tmp_path, algo):
+    assert (
+        train(tmp_path / "straight", "--iterations", "4", "--checkpoint-every", "2", "--algo", algo)
+        == 0
+    )
+    assert (
+        train(tmp_path / "split", "--iterations", "2", "--checkpoint-every", "2", "--algo", algo)
+        == 0
+    )
+    assert train(tmp_path / "split", "--iterations", "4", "--resume", "--algo", algo) == 0
     straight, split = final_params(tmp_path / "straight"), final_params(tmp_path / "split")
     assert all(torch.equal(straight[k], split[k]) for k in straight)
     steps = [s for s, _ in scalars(tmp_path / "split")["charts/return_post_adaptation"]]

@@ -19,47 +19,17 @@ the gradient, the line search and its KL check always use the full batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.func import grad, grad_and_value, jvp, vjp
 
-from metarl.adaptation import StepSize, adapt
-from metarl.episodes import Episodes
+from metarl.algorithms.base import InnerLoop, MetaBatch
 from metarl.losses import masked_mean, surrogate_loss
 from metarl.policies import Params, distribution_params, gaussian_kl, gaussian_log_prob
 from metarl.trpo import flatten, line_search, trust_region_step, unflatten
-
-
-class MetaBatch(NamedTuple):
-    """The data of one meta-iteration: pre-update batches (one per inner step) and post-update."""
-
-    pre: Sequence[Episodes]
-    post: Episodes
-
-
-@dataclass(frozen=True)
-class InnerLoop:
-    """How ``adapt`` is called during meta-training."""
-
-    step_size: StepSize = 0.1
-    first_order: bool = False
-    estimator: str = "reinforce"
-    adapted_names: Collection[str] | None = None
-
-    def __call__(self, policy: nn.Module, params: Params, batches: Sequence[Episodes]) -> Params:
-        return adapt(
-            policy,
-            params,
-            batches,
-            self.step_size,
-            self.first_order,
-            self.estimator,
-            self.adapted_names,
-        )
 
 
 class PostUpdateObjective:
@@ -189,3 +159,9 @@ class MamlTrpo:
             "charts/step_fraction": result.step_fraction,
         }
         return new_params, metrics
+
+    def state_dict(self) -> dict[str, object]:
+        return {}  # TRPO keeps no state between iterations
+
+    def load_state_dict(self, state: dict[str, object], params: Params | None = None) -> None:
+        del state, params
