@@ -15,7 +15,7 @@ vector appended), and the comparison of several policies on the same held-out ta
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from envs import BatchedTaskEnv, TaskEnv, make_task_env
-from metarl.adaptation import inner_step
+from metarl.adaptation import StepSize, inner_step, split_meta_params
 from metarl.advantages import add_advantages
 from metarl.baselines import baseline_info
 from metarl.checkpoint import CheckpointError, load_checkpoint
@@ -65,14 +65,18 @@ def adaptation_trace(
     env: BatchedTaskEnv,
     tasks: Sequence[Mapping[str, Any]],
     episodes_per_task: int,
-    step_sizes: Sequence[float],
+    step_sizes: Sequence[StepSize],
     gamma: float = 0.99,
     gae_lambda: float = 1.0,
     seed: int = 0,
+    estimator: str = "reinforce",
+    adapted_names: Collection[str] | None = None,
 ) -> Iterator[AdaptationStage]:
     """Yield the rollouts after ``k = 0..len(step_sizes)`` inner steps, adapting in between.
 
-    Deterministic for a given ``seed``. The adapted parameters are per task.
+    Deterministic for a given ``seed``. The adapted parameters are per task. A step size
+    is a number or, for Meta-SGD, a dict of per-parameter step sizes; ``estimator`` and
+    ``adapted_names`` (ANIL) are passed to :func:`~metarl.adaptation.inner_step`.
     """
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -87,7 +91,16 @@ def adaptation_trace(
         if k == adapt_steps:
             break
         episodes = add_advantages(episodes, gamma, gae_lambda)
-        adapted = inner_step(policy, current, episodes, step_sizes[k], per_task, first_order=True)
+        adapted = inner_step(
+            policy,
+            current,
+            episodes,
+            step_sizes[k],
+            per_task,
+            first_order=True,
+            estimator=estimator,
+            adapted_names=adapted_names,
+        )
         current = {name: value.detach() for name, value in adapted.items()}
         per_task = True
 
@@ -103,7 +116,9 @@ def adaptation_curve(
     gamma: float = 0.99,
     gae_lambda: float = 1.0,
     seed: int = 0,
-    step_sizes: Sequence[float] | None = None,
+    step_sizes: Sequence[StepSize] | None = None,
+    estimator: str = "reinforce",
+    adapted_names: Collection[str] | None = None,
 ) -> torch.Tensor:
     """Mean return per task after ``k = 0..adapt_steps`` inner steps: ``[adapt_steps + 1, tasks]``.
 
@@ -117,7 +132,17 @@ def adaptation_curve(
     if len(schedule) != adapt_steps:
         raise ValueError(f"got {len(schedule)} step sizes for {adapt_steps} steps")
     stages = adaptation_trace(
-        policy, params, env, tasks, episodes_per_task, schedule, gamma, gae_lambda, seed
+        policy,
+        params,
+        env,
+        tasks,
+        episodes_per_task,
+        schedule,
+        gamma,
+        gae_lambda,
+        seed,
+        estimator,
+        adapted_names,
     )
     return torch.stack([stage.episodes.episode_returns().mean(dim=1) for stage in stages])
 
@@ -165,6 +190,15 @@ class LoadedPolicy:
     env_steps: int
     kind: str  # "maml" for a meta-training run, else the baseline's kind
     oracle: bool
+    learned_step_sizes: Params | None = None  # Meta-SGD's per-parameter step sizes
+    adapted_names: list[str] | None = None  # ANIL: the only parameters adapted
+
+    def schedule(self, steps: int, step_size: float | None = None) -> list[StepSize]:
+        """Test-time step sizes: Meta-SGD's learned ones at every step unless ``step_size``
+        is given, else the paper's ``alpha, alpha/2, ...`` (``alpha``: the run's inner_lr)."""
+        if self.learned_step_sizes is not None and step_size is None:
+            return [self.learned_step_sizes] * steps
+        return list(test_time_step_sizes(step_size or self.config.inner_lr, steps))
 
     def batched_env(self, num_copies: int) -> BatchedTaskEnv:
         """The batched env this policy acts in (task vectors appended for an oracle)."""
@@ -189,11 +223,13 @@ def load_policy(path: str | Path) -> LoadedPolicy:
 
     Raises :class:`CheckpointError` (or ``ValueError`` for a bad config) naming the file.
     """
+    from metarl.trainer import head_names
+
     path = Path(path)
     payload = load_checkpoint(path)
     try:
         config = config_from_dict(payload["config"])
-        params = payload["params"]
+        params, learned = split_meta_params(payload["params"])
     except KeyError as error:
         raise CheckpointError(f"checkpoint {path} has no {error.args[0]!r} entry") from error
     info = baseline_info(payload)
@@ -220,6 +256,10 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         env_steps=int(payload.get("env_steps", 0)),
         kind=kind,
         oracle=oracle,
+        learned_step_sizes=(
+            None if learned is None else {name: value.float() for name, value in learned.items()}
+        ),
+        adapted_names=head_names(policy) if config.anil else None,
     )
 
 
@@ -263,7 +303,7 @@ class CurveSummary:
     label: str
     kind: str
     path: str
-    step_size: float | None  # first inner step size (None: not adapted)
+    step_size: float | str | None  # first inner step size ("learned": Meta-SGD; None: not adapted)
     returns: list[list[float]]  # [steps + 1][tasks]
     mean: list[float]
     ci95: list[float]  # half-widths
@@ -299,7 +339,9 @@ def evaluate_policy_curve(
 ) -> CurveSummary:
     """Adaptation curve of a loaded policy; an oracle is evaluated at 0 steps only."""
     steps = 0 if loaded.oracle else adapt_steps
-    alpha = step_size if step_size is not None else loaded.config.inner_lr
+    schedule = loaded.schedule(steps, step_size)
+    learned = loaded.learned_step_sizes is not None and step_size is None
+    alpha: float | str = "learned" if learned else (step_size or loaded.config.inner_lr)
     curve = adaptation_curve(
         loaded.policy,
         loaded.params,
@@ -307,10 +349,13 @@ def evaluate_policy_curve(
         tasks,
         episodes_per_task,
         steps,
-        alpha,
+        0.0,
         loaded.config.gamma,
         loaded.config.gae_lambda,
         seed=seed,
+        step_sizes=schedule,
+        estimator=loaded.config.inner_estimator,
+        adapted_names=loaded.adapted_names,
     )
     stats = [mean_and_ci95(row) for row in curve.double().numpy()]
     return CurveSummary(
@@ -340,7 +385,8 @@ def comparison_table(summaries: Sequence[CurveSummary], adapt_steps: int) -> str
     )
     lines = [header, "-" * len(header)]
     for summary in summaries:
-        alpha = "-" if summary.step_size is None else f"{summary.step_size:g}"
+        alpha = summary.step_size
+        alpha = "-" if alpha is None else alpha if isinstance(alpha, str) else f"{alpha:g}"
         cells = []
         for k in range(adapt_steps + 1):
             if k < len(summary.mean):

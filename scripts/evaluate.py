@@ -1,40 +1,78 @@
-"""Evaluate fast adaptation of a trained run on held-out tasks.
+"""Evaluate fast adaptation on held-out tasks: one run, or several runs and baselines compared.
 
     python scripts/evaluate.py --run-dir runs/nav --num-tasks 40 --adapt-steps 3 --seed 1234
+    python scripts/evaluate.py --compare runs/nav runs/baselines/nav_pretrained \\
+        runs/baselines/nav_random runs/baselines/nav_oracle \\
+        --labels MAML pretrained random oracle --inner-lrs run 0.05 run run --out runs/compare_nav
 
-Loads the run's final checkpoint (or --checkpoint best), draws --num-tasks tasks with
---seed (a stream separate from training's), adapts to each with 0..K policy-gradient
-steps (step size alpha, then alpha/2, as in the paper), prints the mean return per
-episode after each step, and writes <run-dir>/evaluation.json and eval/ scalars to
-TensorBoard.
+Single run (--run-dir): loads the run's final checkpoint (or --checkpoint best), draws
+--num-tasks tasks with --seed (a stream separate from training's), adapts to each with
+0..K policy-gradient steps (step size alpha, then alpha/2, as in the paper), prints the mean
+return per episode after each step, and writes <run-dir>/evaluation.json and eval/ scalars
+to TensorBoard.
+
+Comparison (--compare): evaluates every listed run or baseline (folders written by
+scripts/train.py or scripts/baselines.py) on the same held-out tasks with the same seed,
+and writes to --out: comparison.json and comparison.csv (mean and 95% confidence interval
+over tasks after 0..K steps), comparison.png (return vs number of gradient steps, one line
+per method with its CI band; the oracle, which sees the task and is not adapted, as a
+horizontal line) and TensorBoard scalars eval/return (x-axis: gradient steps), one
+TensorBoard run per method under tensorboard/<label>.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from envs import make_task_env
-from metarl.checkpoint import CheckpointError, atomic_write, load_checkpoint
-from metarl.config import config_from_dict
-from metarl.evaluation import adaptation_curve
-from metarl.trainer import make_policy
+from metarl.checkpoint import CheckpointError, atomic_write
+from metarl.evaluation import (
+    CurveSummary,
+    LoadedPolicy,
+    adaptation_ratios,
+    checkpoint_path,
+    comparison_table,
+    evaluate_policy_curve,
+    held_out_tasks,
+    load_policy,
+)
 
 # The paper evaluates 2D navigation with 40 episodes per step, locomotion with 20.
 EVAL_EPISODES = {"metarl/Navigation2D-v0": 40}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--run-dir", type=Path, required=True, help="a training run's folder")
+    parser.add_argument("--run-dir", type=Path, default=None, help="a training run's folder")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="runs and/or baseline folders (or .pt files) to compare on the same tasks",
+    )
+    parser.add_argument(
+        "--labels", nargs="+", default=None, help="one label per --compare entry (default: names)"
+    )
+    parser.add_argument(
+        "--inner-lrs",
+        nargs="+",
+        default=None,
+        help="first step size per --compare entry, or 'run' for the checkpoint's inner_lr",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder of --compare (required with it)"
+    )
     parser.add_argument(
         "--checkpoint", default="latest", help="'latest', 'best', or a path to a .pt file"
     )
@@ -61,70 +99,190 @@ def main(argv: list[str] | None = None) -> int:
         help="seed of the held-out tasks and rollouts (default: 1234)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    for name in ("num_tasks", "episodes", "inner_lr", "threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.adapt_steps < 0:
+        raise ValueError(f"--adapt-steps must be >= 0, got {args.adapt_steps}")
+    if (args.run_dir is None) == (args.compare is None):
+        raise ValueError("give either --run-dir (one run) or --compare DIR [DIR ...]")
+    if args.compare is None:
+        return
+    if args.out is None:
+        raise ValueError("--compare needs --out (the folder for the comparison's outputs)")
+    for name in ("labels", "inner_lrs"):
+        given = getattr(args, name)
+        if given is not None and len(given) != len(args.compare):
+            raise ValueError(
+                f"--{name.replace('_', '-')} has {len(given)} entries for "
+                f"{len(args.compare)} --compare entries"
+            )
+    if args.labels is not None and len(set(args.labels)) != len(args.labels):
+        raise ValueError(f"--labels must be distinct, got {args.labels}")
+
+
+def warn_if_seen(loaded: LoadedPolicy, seed: int) -> None:
+    if loaded.kind == "maml" and seed == loaded.config.seed:
+        print(
+            f"warning: --seed {seed} is the run's training seed: the held-out tasks are "
+            "the first tasks it was trained on; choose another seed",
+            file=sys.stderr,
+        )
+
+
+def evaluate_run(args: argparse.Namespace) -> int:
+    """The single-run mode: table on stdout, ``<run-dir>/evaluation.json``, eval/ scalars."""
     try:
-        for name in ("num_tasks", "episodes", "inner_lr", "threads"):
-            value = getattr(args, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        if args.adapt_steps < 0:
-            raise ValueError(f"--adapt-steps must be >= 0, got {args.adapt_steps}")
-        path = Path(args.checkpoint)
-        if args.checkpoint in ("latest", "best"):
-            path = args.run_dir / "checkpoints" / f"{args.checkpoint}.pt"
-        payload = load_checkpoint(path)
-        config = config_from_dict(payload["config"])
-        env = make_task_env(config.env)
-        policy = make_policy(config, env)
-        params = payload["params"]
-        expected = {name: tuple(value.shape) for name, value in policy.named_parameters()}
-        if {name: tuple(value.shape) for name, value in params.items()} != expected:
-            raise CheckpointError(f"checkpoint {path} does not fit the policy its config describes")
+        path = checkpoint_path(args.run_dir, args.checkpoint)
+        loaded = load_policy(path)
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    warn_if_seen(loaded, args.seed)
+    config = loaded.config
     episodes = args.episodes or EVAL_EPISODES.get(config.env, 20)
     inner_lr = args.inner_lr or config.inner_lr
-    tasks = env.sample_tasks(args.num_tasks, np.random.default_rng(args.seed))
-    curve = adaptation_curve(
-        policy,
-        {name: value.float() for name, value in params.items()},
-        env.batched(args.num_tasks * episodes),
-        tasks,
-        episodes,
-        args.adapt_steps,
-        inner_lr,
-        config.gamma,
-        config.gae_lambda,
-        seed=args.seed,
-    )
+    adapt_steps = 0 if loaded.oracle else args.adapt_steps
+    tasks = held_out_tasks(loaded.env, args.num_tasks, args.seed)
+    summary = evaluate_policy_curve(loaded, tasks, episodes, adapt_steps, args.seed, args.inner_lr)
+    curve = torch.tensor(summary.returns, dtype=torch.float32)
     result = {
         "env": config.env,
         "checkpoint": str(path),
-        "iteration": int(payload["iteration"]),
-        "adapt_steps": args.adapt_steps,
+        "iteration": loaded.iteration,
+        "adapt_steps": adapt_steps,
         "num_tasks": args.num_tasks,
         "episodes_per_task": episodes,
-        "inner_lr": inner_lr,
+        "inner_lr": inner_lr if summary.step_size is None else summary.step_size,
         "seed": args.seed,
-        "mean_return": {str(k): float(curve[k].mean()) for k in range(args.adapt_steps + 1)},
-        "returns": {str(k): curve[k].tolist() for k in range(args.adapt_steps + 1)},
+        "mean_return": {str(k): float(curve[k].mean()) for k in range(adapt_steps + 1)},
+        "returns": {str(k): curve[k].tolist() for k in range(adapt_steps + 1)},
     }
     text = json.dumps(result, indent=2)
     atomic_write(args.run_dir / "evaluation.json", lambda file: file.write(text.encode()))
     writer = SummaryWriter(str(args.run_dir))
     for k, value in result["mean_return"].items():
-        writer.add_scalar(f"eval/return_step_{k}", value, int(payload["env_steps"]))
+        writer.add_scalar(f"eval/return_step_{k}", value, loaded.env_steps)
     writer.close()
     print(
         f"{config.env}, {args.num_tasks} held-out tasks, {episodes} episodes per step, checkpoint {path}"
     )
     print("steps | mean return | std over tasks")
-    for k in range(args.adapt_steps + 1):
+    for k in range(adapt_steps + 1):
         print(f"{k:5d} | {curve[k].mean():11.2f} | {curve[k].std():.2f}")
     print(f"wrote {args.run_dir / 'evaluation.json'}")
     return 0
+
+
+def default_labels(entries: list[Path]) -> list[str]:
+    names = [entry.stem if entry.suffix == ".pt" else entry.name for entry in entries]
+    return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
+
+
+def comparison_csv(summaries: list[CurveSummary], num_tasks: int) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["label", "kind", "inner_lr", "steps", "mean_return", "ci95_low", "ci95_high", "num_tasks"]
+    )
+    for s in summaries:
+        for k, (mean, half) in enumerate(zip(s.mean, s.ci95, strict=True)):
+            alpha = "" if s.step_size is None else s.step_size
+            row = [s.label, s.kind, alpha, k, f"{mean:.6g}", f"{mean - half:.6g}"]
+            writer.writerow([*row, f"{mean + half:.6g}", num_tasks])
+    return buffer.getvalue()
+
+
+def compare(args: argparse.Namespace) -> int:
+    """The comparison mode: every entry on the same held-out tasks; table, JSON, CSV, PNG, TB."""
+    from metarl.plotting import plot_adaptation_curves
+
+    labels = args.labels or default_labels(args.compare)
+    try:
+        loaded = [load_policy(checkpoint_path(entry, args.checkpoint)) for entry in args.compare]
+        step_sizes: list[float | None] = []
+        for value in args.inner_lrs or ["run"] * len(loaded):
+            step = None if value == "run" else float(value)
+            if step is not None and step <= 0:
+                raise ValueError(f"--inner-lrs entries must be positive or 'run', got {value}")
+            step_sizes.append(step)
+        envs = {item.config.env for item in loaded}
+        if len(envs) != 1:
+            raise ValueError(f"cannot compare policies of different envs: {sorted(envs)}")
+    except (ValueError, CheckpointError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    env_id = envs.pop()
+    episodes = args.episodes or EVAL_EPISODES.get(env_id, 20)
+    tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)
+    summaries = []
+    for item, label, step in zip(loaded, labels, step_sizes, strict=True):
+        warn_if_seen(item, args.seed)
+        step = step if step is not None else args.inner_lr
+        summaries.append(
+            evaluate_policy_curve(item, tasks, episodes, args.adapt_steps, args.seed, step, label)
+        )
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "env": env_id,
+        "adapt_steps": args.adapt_steps,
+        "num_tasks": args.num_tasks,
+        "episodes_per_task": episodes,
+        "seed": args.seed,
+        "tasks": tasks,
+        "step_schedule": "alpha for the first step, alpha/2 for later steps",
+        "methods": [s.to_dict() for s in summaries],
+    }
+    oracle = next((s for s in summaries if s.oracle), None)
+    if oracle is not None:
+        for method, s in zip(result["methods"], summaries, strict=True):
+            if not s.oracle:
+                ratios = adaptation_ratios(s, oracle.mean[0])
+                method["adaptation_ratio"] = {str(k): r for k, r in enumerate(ratios)}
+    text = json.dumps(result, indent=2)
+    atomic_write(out / "comparison.json", lambda file: file.write(text.encode()))
+    table_csv = comparison_csv(summaries, args.num_tasks)
+    atomic_write(out / "comparison.csv", lambda file: file.write(table_csv.encode()))
+    for s in summaries:
+        log_dir = out / "tensorboard" / s.label
+        for stale in log_dir.glob("events.out.tfevents.*"):  # a previous comparison's
+            stale.unlink()
+        writer = SummaryWriter(str(log_dir))
+        for k, (mean, half) in enumerate(zip(s.mean, s.ci95, strict=True)):
+            writer.add_scalar("eval/return", mean, k)
+            writer.add_scalar("eval/return_ci95_low", mean - half, k)
+            writer.add_scalar("eval/return_ci95_high", mean + half, k)
+        writer.close()
+    title = f"{env_id.split('/')[-1]}: {args.num_tasks} held-out tasks, {episodes} episodes/step"
+    plot_adaptation_curves(summaries, out / "comparison.png", title)
+    print(
+        f"{env_id}, {args.num_tasks} held-out tasks (seed {args.seed}), {episodes} episodes per "
+        "step; mean return ± 95% CI over tasks"
+    )
+    print(comparison_table(summaries, args.adapt_steps))
+    for s in summaries:
+        print(f"  {s.label}: {s.kind}, {s.path} (iteration {s.iteration}, {s.env_steps} env steps)")
+    print(f"wrote {out / 'comparison.json'}, comparison.csv, comparison.png, tensorboard/")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_arguments(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return compare(args) if args.compare is not None else evaluate_run(args)
 
 
 if __name__ == "__main__":

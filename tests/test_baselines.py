@@ -26,6 +26,7 @@ from metarl.config import TrainConfig
 from metarl.evaluation import (
     OracleBatchedEnv,
     adaptation_curve,
+    adaptation_trace,
     held_out_tasks,
     load_policy,
     mean_and_ci95,
@@ -288,3 +289,35 @@ def test_train_baseline_refuses_unknown_kind_and_existing_folder(tmp_path):
     train_baseline("random", tmp_path / "r", config, PPOSettings())
     with pytest.raises(FileExistsError):
         train_baseline("random", tmp_path / "r", config)
+
+
+def test_meta_sgd_anil_run_is_evaluated_with_its_learned_step_sizes(tmp_path, capsys):
+    run = tmp_path / "metasgd"
+    argv = [*TINY_RUN, "--iterations", "1", "--no-progress", "--threads", "1", "--meta-sgd"]
+    assert train_script.main([*argv, "--anil", "--run-dir", str(run)]) == 0
+    loaded = load_policy(run / "checkpoints" / "latest.pt")
+    head = ["mean.4.weight", "mean.4.bias"]
+    assert loaded.adapted_names == head and sorted(loaded.learned_step_sizes) == sorted(head)
+    assert loaded.schedule(2) == [loaded.learned_step_sizes] * 2
+    assert loaded.schedule(2, 0.2) == [0.2, 0.1]
+    tasks = held_out_tasks(loaded.env, 2, seed=9)
+    stages = list(
+        adaptation_trace(
+            loaded.policy,
+            loaded.params,
+            loaded.batched_env(4),
+            tasks,
+            2,
+            loaded.schedule(1),
+            adapted_names=loaded.adapted_names,
+        )
+    )
+    adapted = stages[-1].params
+    for name, value in loaded.params.items():
+        changed = not torch.equal(adapted[name][0], value)
+        assert changed == (name in head), name
+    out = tmp_path / "cmp"
+    argv = ["--compare", str(run), "--num-tasks", "2", "--episodes", "2", "--adapt-steps", "1"]
+    assert evaluate_script.main([*argv, "--threads", "1", "--out", str(out)]) == 0
+    assert "learned" in capsys.readouterr().out
+    assert json.loads((out / "comparison.json").read_text())["methods"][0]["inner_lr"] == "learned"
