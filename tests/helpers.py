@@ -1,5 +1,7 @@
 """Small synthetic batches and policies for exact-math tests (float64)."""
 
+from pathlib import Path
+
 import torch
 
 from metarl.advantages import add_advantages
@@ -7,6 +9,18 @@ from metarl.episodes import Episodes
 from metarl.policies import GaussianMLPPolicy, policy_params
 
 D = torch.float64
+ROOT = Path(__file__).resolve().parents[1]
+# the smallest meta-training run the CLI accepts for end-to-end tests
+TINY_TRAIN_ARGS = [
+    "--meta-batch-size",
+    "3",
+    "--episodes-per-task",
+    "2",
+    "--hidden-sizes",
+    "8",
+    "8",
+    "--no-progress",
+]
 
 
 def tiny_policy(seed: int = 0, obs_dim: int = 2, act_dim: int = 2, hidden=(5,), activation="tanh"):

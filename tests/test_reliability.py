@@ -17,18 +17,8 @@ from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.guards import update_problem
 from metarl.trainer import Trainer, TrainingDiverged
 from scripts import train as train_script
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--meta-batch-size",
-    "3",
-    "--episodes-per-task",
-    "2",
-    "--hidden-sizes",
-    "8",
-    "8",
-    "--no-progress",
-]
+from tests.helpers import ROOT
+from tests.helpers import TINY_TRAIN_ARGS as TINY
 
 
 def tiny_config(**overrides):

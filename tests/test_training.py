@@ -12,18 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from metarl.checkpoint import load_checkpoint
 from scripts import evaluate as evaluate_script
 from scripts import train as train_script
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--meta-batch-size",
-    "3",
-    "--episodes-per-task",
-    "2",
-    "--hidden-sizes",
-    "8",
-    "8",
-    "--no-progress",
-]
+from tests.helpers import ROOT
+from tests.helpers import TINY_TRAIN_ARGS as TINY
 
 REQUIRED_SCALARS = {
     "charts/return_pre_adaptation",
