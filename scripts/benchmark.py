@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from envs import make_task_env
+from metarl.adaptation import split_meta_params
 from metarl.advantages import add_advantages
 from metarl.algorithms.maml_trpo import MetaBatch
 from metarl.config import config_from_dict, preset_for
-from metarl.policies import policy_params
 from metarl.sampler import rollouts
-from metarl.trainer import make_algorithm, make_policy
+from metarl.trainer import initial_meta_params, make_algorithm, make_policy
 
 
 def time_iterations(config, iterations: int) -> dict[str, float]:
@@ -33,7 +33,7 @@ def time_iterations(config, iterations: int) -> dict[str, float]:
     torch.manual_seed(config.seed)
     policy = make_policy(config, env)
     algorithm = make_algorithm(config, policy)
-    params = policy_params(policy)
+    params = initial_meta_params(config, policy)
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
     parts: dict[str, list[float]] = {
         "sampling": [],
@@ -46,7 +46,14 @@ def time_iterations(config, iterations: int) -> dict[str, float]:
         tasks = env.sample_tasks(config.meta_batch_size, rng)
         t0 = time.perf_counter()
         pre = add_advantages(
-            rollouts(policy, params, batched, tasks, config.episodes_per_task, generator),
+            rollouts(
+                policy,
+                split_meta_params(params)[0],
+                batched,
+                tasks,
+                config.episodes_per_task,
+                generator,
+            ),
             config.gamma,
             config.gae_lambda,
         )
@@ -68,6 +75,23 @@ def time_iterations(config, iterations: int) -> dict[str, float]:
     return {name: statistics.median(values[1:]) for name, values in parts.items()}
 
 
+def parse_overrides(text: str) -> dict:
+    """``"algo=promp,first_order=true"`` -> ``{"algo": "promp", "first_order": True}``."""
+    values: dict = {}
+    for item in text.split(","):
+        key, _, raw = item.partition("=")
+        if raw.lower() in ("true", "false"):
+            values[key] = raw.lower() == "true"
+            continue
+        for kind in (int, float, str):
+            try:
+                values[key] = kind(raw)
+                break
+            except ValueError:
+                continue
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,31 +105,37 @@ def main() -> None:
         type=float,
         nargs="*",
         default=[0.1],
-        help="subsampled settings to time besides exact",
+        help="MAML-TRPO curvature subsamples to time besides exact",
     )
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[100, 100])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        help="more settings to time, each 'key=value[,key=value]' of config overrides, "
+        "e.g. algo=promp first_order=true inner_estimator=dice",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
+        f"threads, torch {torch.__version__}, {args.env}, hidden {args.hidden_sizes}"
     )
     print(
-        f"{'env':<26} {'fisher':>6} {'sampling':>9} {'adapt':>7} {'post':>7} {'outer':>7} {'total s/it':>10}"
+        f"{'setting':<40} {'sampling':>9} {'adapt':>7} {'post':>7} {'outer':>7} {'total s/it':>10}"
     )
-    for fraction in [1.0, *args.fisher_subsample]:
-        config = config_from_dict(
-            {
-                **preset_for(args.env),
-                "env": args.env,
-                "fisher_subsample": fraction,
-                "hidden_sizes": args.hidden_sizes,
-                "threads": args.threads,
-            }
-        )
+    base = {"env": args.env, "hidden_sizes": args.hidden_sizes, "threads": args.threads}
+    settings = [{"fisher_subsample": f} for f in [1.0, *args.fisher_subsample]]
+    settings += [parse_overrides(text) for text in args.variants]
+    for overrides in settings:
+        preset = preset_for(args.env, overrides.get("algo", "maml-trpo"))
+        config = config_from_dict({**preset, **base, **overrides})
         t = time_iterations(config, args.iterations)
+        label = ",".join(f"{k}={v}" for k, v in overrides.items())
         print(
-            f"{args.env:<26} {fraction:>6.2f} {t['sampling']:>9.3f} {t['adaptation']:>7.3f} {t['post_sampling']:>7.3f} {t['outer_step']:>7.3f} {t['total']:>10.3f}"
+            f"{label:<40} {t['sampling']:>9.3f} {t['adaptation']:>7.3f} "
+            f"{t['post_sampling']:>7.3f} {t['outer_step']:>7.3f} {t['total']:>10.3f}"
         )
 
 
