@@ -86,6 +86,8 @@ class TrainConfig:
 
 ENV_PRESETS: dict[str, dict[str, Any]] = {
     "metarl/Navigation2D-v0": {"meta_batch_size": 20, "episodes_per_task": 20},
+    # the paper used 40 trajectories per inner step for ant direction
+    "metarl/AntDir-v0": {"meta_batch_size": 40, "episodes_per_task": 40},
 }
 LOCOMOTION_PRESET: dict[str, Any] = {"meta_batch_size": 40, "episodes_per_task": 20}
 
