@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
-from envs.base import Task, TaskEnv, require_keys
+from envs.base import Task, TaskEnv, require_keys, validate_number
 from envs.half_cheetah import validate_direction
 from envs.mujoco_batched import MujocoBatchedTaskEnv
 
@@ -159,16 +159,8 @@ class AntVelEnv(_AntTaskEnv):
         return [{"velocity": float(v)} for v in rng.uniform(VELOCITY_LOW, VELOCITY_HIGH, size=n)]
 
     def validate_task(self, task: Mapping[str, Any]) -> Task:
-        require_keys(task, ["velocity"], "AntVel")
-        velocity = task["velocity"]
-        if isinstance(velocity, bool) or not isinstance(velocity, (int, float, np.number)):
-            raise ValueError(f"AntVel: velocity must be a number, got {velocity!r}")
-        if not np.isfinite(velocity) or not VELOCITY_LOW <= velocity <= VELOCITY_HIGH:
-            raise ValueError(
-                f"AntVel: velocity {velocity!r} is outside the task distribution "
-                f"[{VELOCITY_LOW}, {VELOCITY_HIGH}]"
-            )
-        return {"velocity": float(velocity)}
+        velocity = validate_number(task, "velocity", VELOCITY_LOW, VELOCITY_HIGH, "AntVel")
+        return {"velocity": velocity}
 
     def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
         return np.array([task["velocity"]], dtype=np.float64)

@@ -135,3 +135,18 @@ class OracleObservation(gym.ObservationWrapper):
     def observation(self, observation: np.ndarray) -> np.ndarray:
         task_env: TaskEnv = self.env.unwrapped  # type: ignore[assignment]
         return np.concatenate([observation, task_env.task_vector(task_env.task)]).astype(np.float32)
+
+
+def validate_number(
+    task: Mapping[str, Any], key: str, low: float, high: float, env_name: str
+) -> float:
+    """The task's single number ``task[key]``, checked to lie in ``[low, high]``."""
+    require_keys(task, [key], env_name)
+    value = task[key]
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"{env_name}: {key} must be a number, got {value!r}")
+    if not np.isfinite(value) or not low <= value <= high:
+        raise ValueError(
+            f"{env_name}: {key} {value!r} is outside the task distribution [{low}, {high}]"
+        )
+    return float(value)

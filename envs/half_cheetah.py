@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
-from envs.base import Task, TaskEnv, require_keys
+from envs.base import Task, TaskEnv, require_keys, validate_number
 from envs.mujoco_batched import MujocoBatchedTaskEnv
 
 HORIZON = 200
@@ -112,16 +112,8 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
         return [{"velocity": float(v)} for v in velocities]
 
     def validate_task(self, task: Mapping[str, Any]) -> Task:
-        require_keys(task, ["velocity"], "HalfCheetahVel")
-        velocity = task["velocity"]
-        if isinstance(velocity, bool) or not isinstance(velocity, (int, float, np.number)):
-            raise ValueError(f"HalfCheetahVel: velocity must be a number, got {velocity!r}")
-        if not np.isfinite(velocity) or not VELOCITY_LOW <= velocity <= VELOCITY_HIGH:
-            raise ValueError(
-                f"HalfCheetahVel: velocity {velocity!r} is outside the task distribution "
-                f"[{VELOCITY_LOW}, {VELOCITY_HIGH}]"
-            )
-        return {"velocity": float(velocity)}
+        velocity = validate_number(task, "velocity", VELOCITY_LOW, VELOCITY_HIGH, "HalfCheetahVel")
+        return {"velocity": velocity}
 
     def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
         return np.array([task["velocity"]], dtype=np.float64)
