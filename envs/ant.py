@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
-from envs.base import Task, TaskEnv, require_keys, validate_number
+from envs.base import Task, TaskEnv, validate_goal, validate_number
 from envs.half_cheetah import validate_direction
 from envs.mujoco_batched import MujocoBatchedTaskEnv
 
@@ -245,19 +245,7 @@ class AntGoalEnv(_AntTaskEnv):
         return [{"goal": [float(g[0]), float(g[1])]} for g in goals]
 
     def validate_task(self, task: Mapping[str, Any]) -> Task:
-        require_keys(task, ["goal"], "AntGoal")
-        try:
-            goal = np.asarray(task["goal"], dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"AntGoal: goal must be two numbers, got {task['goal']!r}") from error
-        if goal.shape != (2,) or not np.all(np.isfinite(goal)):
-            raise ValueError(f"AntGoal: goal must be two finite numbers, got {task['goal']!r}")
-        if np.any(goal < GOAL_LOW) or np.any(goal > GOAL_HIGH):
-            raise ValueError(
-                f"AntGoal: goal {goal.tolist()} is outside the task distribution "
-                f"[{GOAL_LOW}, {GOAL_HIGH}]^2"
-            )
-        return {"goal": [float(goal[0]), float(goal[1])]}
+        return {"goal": validate_goal(task, GOAL_LOW, GOAL_HIGH, "AntGoal")}
 
     def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
         return np.asarray(task["goal"], dtype=np.float64)

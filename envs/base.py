@@ -150,3 +150,19 @@ def validate_number(
             f"{env_name}: {key} {value!r} is outside the task distribution [{low}, {high}]"
         )
     return float(value)
+
+
+def validate_goal(task: Mapping[str, Any], low: float, high: float, env_name: str) -> list[float]:
+    """The task's 2D ``goal``, checked to lie in ``[low, high]^2``."""
+    require_keys(task, ["goal"], env_name)
+    try:
+        goal = np.asarray(task["goal"], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{env_name}: goal must be two numbers, got {task['goal']!r}") from error
+    if goal.shape != (2,) or not np.all(np.isfinite(goal)):
+        raise ValueError(f"{env_name}: goal must be two finite numbers, got {task['goal']!r}")
+    if np.any(goal < low) or np.any(goal > high):
+        raise ValueError(
+            f"{env_name}: goal {goal.tolist()} is outside the task distribution [{low}, {high}]^2"
+        )
+    return [float(goal[0]), float(goal[1])]

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from envs.base import BatchedTaskEnv, Task, TaskEnv, check_actions, require_keys
+from envs.base import BatchedTaskEnv, Task, TaskEnv, check_actions, validate_goal
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 MAX_STEP = 0.1
@@ -44,21 +44,7 @@ class Navigation2DEnv(TaskEnv, gym.Env):
         return [{"goal": [float(g[0]), float(g[1])]} for g in goals]
 
     def validate_task(self, task: Mapping[str, Any]) -> Task:
-        require_keys(task, ["goal"], "Navigation2D")
-        try:
-            goal = np.asarray(task["goal"], dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"Navigation2D: goal must be two numbers, got {task['goal']!r}"
-            ) from error
-        if goal.shape != (2,) or not np.all(np.isfinite(goal)):
-            raise ValueError(f"Navigation2D: goal must be two finite numbers, got {task['goal']!r}")
-        if np.any(goal < GOAL_LOW) or np.any(goal > GOAL_HIGH):
-            raise ValueError(
-                f"Navigation2D: goal {goal.tolist()} is outside the task distribution "
-                f"[{GOAL_LOW}, {GOAL_HIGH}]^2"
-            )
-        return {"goal": [float(goal[0]), float(goal[1])]}
+        return {"goal": validate_goal(task, GOAL_LOW, GOAL_HIGH, "Navigation2D")}
 
     def task_vector(self, task: Mapping[str, Any]) -> np.ndarray:
         return np.asarray(task["goal"], dtype=np.float32)
