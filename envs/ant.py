@@ -20,8 +20,7 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
-from envs.base import Task, TaskEnv, validate_goal, validate_number
-from envs.half_cheetah import validate_direction
+from envs.base import DirectionTasks, Task, TaskEnv, validate_goal, validate_number
 from envs.mujoco_batched import MujocoBatchedTaskEnv
 
 HORIZON = 200
@@ -170,7 +169,7 @@ class AntVelEnv(_AntTaskEnv):
         return -np.abs(xy_velocity[:, 0] - params[:, 0]) + 1.0
 
 
-class AntDirEnv(_AntTaskEnv):
+class AntDirEnv(DirectionTasks, _AntTaskEnv):
     """Ant that must run as fast as it can forwards or backwards, unseen which.
 
     ## Description
@@ -191,18 +190,6 @@ class AntDirEnv(_AntTaskEnv):
     """
 
     __doc__ = __doc__.format(common=_ANT_DOC_COMMON)  # type: ignore[union-attr]
-
-    def default_task(self) -> Task:
-        return {"direction": 1}
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        return [{"direction": int(d)} for d in rng.choice([-1, 1], size=n)]
-
-    def validate_task(self, task: Mapping[str, Any]) -> Task:
-        return {"direction": validate_direction(task, "AntDir")}
-
-    def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
-        return np.array([task["direction"]], dtype=np.float64)
 
     @staticmethod
     def task_reward(xy_velocity: np.ndarray, xy: np.ndarray, params: np.ndarray) -> np.ndarray:

@@ -166,3 +166,32 @@ def validate_goal(task: Mapping[str, Any], low: float, high: float, env_name: st
             f"{env_name}: goal {goal.tolist()} is outside the task distribution [{low}, {high}]^2"
         )
     return [float(goal[0]), float(goal[1])]
+
+
+def validate_direction(task: Mapping[str, Any], env_name: str) -> int:
+    """The direction of a ``{"direction": ±1}`` task, or ``ValueError``."""
+    require_keys(task, ["direction"], env_name)
+    direction = task["direction"]
+    valid = not isinstance(direction, bool) and isinstance(direction, int | float | np.number)
+    if not valid or direction not in (-1, 1):
+        raise ValueError(f"{env_name}: direction must be -1 or +1, got {direction!r}")
+    return int(direction)
+
+
+class DirectionTasks:
+    """The ``{"direction": ±1}`` task distribution (forward or backward, equally likely).
+
+    Mix in before the env class: ``class MyDirEnv(DirectionTasks, MyTaskEnvBase)``.
+    """
+
+    def default_task(self) -> Task:
+        return {"direction": 1}
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        return [{"direction": int(d)} for d in rng.choice([-1, 1], size=n)]
+
+    def validate_task(self, task: Mapping[str, Any]) -> Task:
+        return {"direction": validate_direction(task, type(self).__name__.removesuffix("Env"))}
+
+    def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
+        return np.array([task["direction"]], dtype=np.float64)

@@ -14,7 +14,12 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
-from envs.base import Task, TaskEnv, require_keys, validate_number
+from envs.base import (
+    DirectionTasks,
+    Task,
+    TaskEnv,
+    validate_number,
+)
 from envs.mujoco_batched import MujocoBatchedTaskEnv
 
 HORIZON = 200
@@ -123,7 +128,7 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
         return -np.abs(x_velocity - params[:, 0])
 
 
-class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
+class HalfCheetahDirEnv(DirectionTasks, _HalfCheetahTaskEnv):
     """HalfCheetah that must run as fast as it can in a direction it cannot see.
 
     ## Description
@@ -153,31 +158,9 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
     argument of Gymnasium's ``HalfCheetahEnv``.
     """
 
-    def default_task(self) -> Task:
-        return {"direction": 1}
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        return [{"direction": int(d)} for d in rng.choice([-1, 1], size=n)]
-
-    def validate_task(self, task: Mapping[str, Any]) -> Task:
-        return {"direction": validate_direction(task, "HalfCheetahDir")}
-
-    def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
-        return np.array([task["direction"]], dtype=np.float64)
-
     @staticmethod
     def task_reward(x_velocity: np.ndarray, params: np.ndarray) -> np.ndarray:
         return params[:, 0] * x_velocity
-
-
-def validate_direction(task: Mapping[str, Any], env_name: str) -> int:
-    """The direction of a ``{"direction": ±1}`` task, or ``ValueError``."""
-    require_keys(task, ["direction"], env_name)
-    direction = task["direction"]
-    valid = not isinstance(direction, bool) and isinstance(direction, (int, float, np.number))
-    if not valid or direction not in (-1, 1):
-        raise ValueError(f"{env_name}: direction must be -1 or +1, got {direction!r}")
-    return int(direction)
 
 
 class BatchedHalfCheetah(MujocoBatchedTaskEnv):
