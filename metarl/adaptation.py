@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, vjp, vmap
 
 from metarl.episodes import Episodes
 from metarl.losses import inner_loss
@@ -156,3 +156,139 @@ def adapt(
         )
         per_task = True
     return adapted
+
+
+def _step_rates(step_size: StepSize, params: Params, adapted_names: Collection[str] | None):
+    """The step size of each parameter: a number, a tensor (Meta-SGD) or 0 if not adapted."""
+    rates: dict[str, float | torch.Tensor] = {}
+    for name in params:
+        if adapted_names is not None and name not in adapted_names:
+            rates[name] = 0.0
+        else:
+            rates[name] = step_size[name] if isinstance(step_size, dict) else step_size
+    return rates
+
+
+def _scale(rates: dict[str, float | torch.Tensor], vector: Params) -> Params:
+    """``S v``: each entry times its step size (per-entry for Meta-SGD, broadcast over tasks)."""
+    return {name: rates[name] * value for name, value in vector.items()}
+
+
+def _expand(params: Params, num_tasks: int) -> Params:
+    # contiguous copies: batched kernels on stride-0 views are several times slower
+    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape).contiguous() for k, v in params.items()}
+
+
+class LinearizedAdaptation:
+    """The inner loop at fixed meta-parameters, with exact products by its Jacobian.
+
+    With ``phi_0 = theta`` and ``phi_k = phi_{k-1} - S * grad L_k(phi_{k-1})`` (per task,
+    ``S`` the step sizes, zero for parameters that are not adapted), the Jacobian is
+    ``J = J_K ... J_1`` with ``J_k = I - S H_k`` and ``H_k`` the Hessian of task ``i``'s
+    inner loss at ``phi_{k-1}``. Everything that does not depend on the vector (the forward
+    and backward pass behind each ``H_k``) is computed once here, so each
+    :meth:`jvp`/:meth:`vjp` costs one reverse-over-reverse pass per inner step.
+
+    ``hessian_batches`` (default: ``batches``) are the batches whose averages define ``H_k``;
+    the points ``phi_k`` always come from ``batches``. Passing a subsample of the episodes
+    gives an unbiased estimate of ``J`` at the same points (the curvature subsample).
+
+    With learned step sizes (Meta-SGD) the meta-parameters are ``(theta, alpha)`` and
+    ``d phi_k / d alpha = -grad L_k`` enters the products as well.
+    """
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        meta_params: Params,
+        batches: Sequence[Episodes],
+        step_size: StepSize,
+        first_order: bool = False,
+        estimator: str = "reinforce",
+        adapted_names: Collection[str] | None = None,
+        hessian_batches: Sequence[Episodes] | None = None,
+    ) -> None:
+        if len(batches) == 0:
+            raise ValueError("adaptation needs at least one batch of episodes")
+        params, learned = split_meta_params({k: v.detach() for k, v in meta_params.items()})
+        self.learned = learned
+        self.first_order = first_order
+        self.num_tasks = batches[0].num_tasks
+        self.rates = _step_rates(
+            learned if learned is not None else step_size, params, adapted_names
+        )
+        hessian_batches = batches if hessian_batches is None else hessian_batches
+        self._inner_gradients: list[Params] = []  # grad L_k at phi_{k-1}, per task
+        self._hessian_products: list[Callable[[Params], Params]] = []
+        point = _expand(params, self.num_tasks)
+        task_gradients = _task_gradients(policy, estimator)
+        for episodes, curvature_episodes in zip(batches, hessian_batches, strict=True):
+            if first_order:
+                gradient = task_gradients(point, episodes)
+            else:
+                curvature_gradient, product = vjp(
+                    lambda p, e=curvature_episodes: task_gradients(p, e), point
+                )
+                self._hessian_products.append(lambda v, product=product: product(v)[0])
+                same = curvature_episodes is episodes
+                gradient = curvature_gradient if same else task_gradients(point, episodes)
+            gradient = {k: v.detach() for k, v in gradient.items()}
+            self._inner_gradients.append(gradient)
+            point = {k: v - self.rates[k] * gradient[k] for k, v in point.items()}
+        self.adapted: Params = point
+
+    def jvp(self, tangent: Params) -> Params:
+        """``J u`` for a tangent of the meta-parameters; returns per-task tangents of ``phi``."""
+        params_tangent, rates_tangent = split_meta_params(tangent)
+        u = _expand(params_tangent, self.num_tasks)
+        for k, gradient in enumerate(self._inner_gradients):
+            if not self.first_order:
+                curvature = _scale(self.rates, self._hessian_products[k](u))
+                u = {name: value - curvature[name] for name, value in u.items()}
+            if rates_tangent is not None:
+                u = {
+                    name: value - rates_tangent[name] * gradient[name]
+                    if name in rates_tangent
+                    else value
+                    for name, value in u.items()
+                }
+        return u
+
+    def vjp(self, cotangent: Params) -> Params:
+        """``J^T w`` for per-task cotangents of ``phi``; returns meta-parameter cotangents."""
+        w = dict(cotangent)
+        rates_cotangent = (
+            {name: torch.zeros_like(rate) for name, rate in self.learned.items()}
+            if self.learned is not None
+            else None
+        )
+        for k in reversed(range(len(self._inner_gradients))):
+            if rates_cotangent is not None:
+                for name in rates_cotangent:
+                    rates_cotangent[name] -= (self._inner_gradients[k][name] * w[name]).sum(0)
+            if not self.first_order:
+                curvature = self._hessian_products[k](_scale(self.rates, w))
+                w = {name: value - curvature[name] for name, value in w.items()}
+        result = {name: value.sum(0) for name, value in w.items()}
+        if rates_cotangent is not None:
+            result.update({STEP_SIZE_PREFIX + n: v for n, v in rates_cotangent.items()})
+        return result
+
+
+def _task_gradients(policy: nn.Module, estimator: str) -> Callable[[Params, Episodes], Params]:
+    """``(per-task params, episodes) -> per-task gradients of the inner loss``, batched over tasks."""
+
+    def loss(p: Params, obs, act, adv, mask, sampling_log_probs=None) -> torch.Tensor:
+        return task_inner_loss(policy, p, obs, act, adv, mask, sampling_log_probs, estimator)
+
+    def gradients(params: Params, episodes: Episodes) -> Params:
+        if episodes.advantages is None:
+            raise ValueError("episodes need advantages before adaptation (see add_advantages)")
+        data = [episodes.observations, episodes.actions, episodes.advantages, episodes.mask]
+        if episodes.log_probs is not None:
+            data.append(episodes.log_probs)
+        # task-major, contiguous: batched kernels over a strided task axis run several times slower
+        data = [x.movedim(1, 0).contiguous() for x in data]
+        return vmap(grad(loss), in_dims=(0, *[0] * len(data)))(params, *data)
+
+    return gradients

@@ -31,6 +31,7 @@ from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.episodes import Episodes
 from metarl.guards import RejectedBatch, check_episodes, update_problem
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
+from metarl.runtime import configure_process
 from metarl.sampler import rollouts
 
 
@@ -226,7 +227,7 @@ class Trainer:
                 "pass --resume to continue it or choose another --run-dir"
             )
         self.config = config
-        torch.set_num_threads(config.threads)
+        configure_process(config.threads)
         self.env = make_task_env(config.env)
         num_copies = config.meta_batch_size * config.episodes_per_task
         self.batched_env = self.env.batched(num_copies)

@@ -23,6 +23,7 @@ from metarl.adaptation import split_meta_params
 from metarl.advantages import add_advantages
 from metarl.algorithms.maml_trpo import MetaBatch
 from metarl.config import config_from_dict, preset_for
+from metarl.runtime import configure_process
 from metarl.sampler import rollouts
 from metarl.trainer import initial_meta_params, make_algorithm, make_policy
 
@@ -117,7 +118,7 @@ def main() -> None:
         "e.g. algo=promp first_order=true inner_estimator=dice",
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    configure_process(args.threads)
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
         f"threads, torch {torch.__version__}, {args.env}, hidden {args.hidden_sizes}"

@@ -43,6 +43,7 @@ from metarl.evaluation import (
     held_out_tasks,
     load_policy,
 )
+from metarl.runtime import configure_process
 
 # The paper evaluates 2D navigation with 40 episodes per step, locomotion with 20.
 EVAL_EPISODES = {"metarl/Navigation2D-v0": 40}
@@ -143,7 +144,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
+    configure_process(args.threads)
     warn_if_seen(loaded, args.seed)
     config = loaded.config
     episodes = args.episodes or EVAL_EPISODES.get(config.env, 20)
@@ -218,7 +219,7 @@ def compare(args: argparse.Namespace) -> int:
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
+    configure_process(args.threads)
     env_id = envs.pop()
     episodes = args.episodes or EVAL_EPISODES.get(env_id, 20)
     tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)

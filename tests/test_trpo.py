@@ -3,7 +3,10 @@
 import torch
 from torch.autograd.functional import hessian
 
+from metarl.adaptation import learned_step_sizes
 from metarl.algorithms.maml_trpo import InnerLoop, MamlTrpo, MetaBatch, PostUpdateObjective
+from metarl.losses import masked_mean
+from metarl.policies import distribution_params, gaussian_kl
 from metarl.trpo import conjugate_gradient, flatten, line_search, unflatten
 from tests.helpers import random_episodes, tiny_policy
 
@@ -38,15 +41,76 @@ def test_kl_hessian_vector_product_equals_explicit_hessian():
             torch.testing.assert_close(product(v), h @ v, rtol=1e-7, atol=1e-10)
 
 
-def test_subsampled_fisher_is_hessian_of_subsampled_kl():
+def test_kl_hessian_vector_product_for_every_inner_loop_variant():
+    """Meta-SGD (learned step sizes), ANIL (head only) and LVC go through the same products."""
+    policy, theta = tiny_policy(3)
+    batch = MetaBatch(pre=[random_episodes(11), random_episodes(12)], post=random_episodes(21))
+    head = ["mean.2.weight", "mean.2.bias"]
+    meta_sgd = {**theta, **learned_step_sizes(theta, 0.2)}
+    meta_sgd = {
+        k: v + 0.05 * torch.rand_like(v) if k.startswith("inner_lr") else v
+        for k, v in meta_sgd.items()
+    }
+    cases = [
+        (meta_sgd, InnerLoop(0.3)),
+        (theta, InnerLoop(0.3, adapted_names=head)),
+        (theta, InnerLoop(0.3, estimator="lvc")),
+    ]
+    for params, inner in cases:
+        for steps in (1, 2):
+            objective = PostUpdateObjective(
+                policy, inner, params, MetaBatch(batch.pre[:steps], batch.post)
+            )
+            h = explicit_kl_hessian(objective, params)
+            v = torch.randn(h.shape[0], generator=torch.Generator().manual_seed(steps), dtype=D)
+            torch.testing.assert_close(
+                objective.fisher_vector_product()(v), h @ v, rtol=1e-7, atol=1e-10
+            )
+
+
+def test_subsampled_product_is_the_same_kl_hessian_with_averages_over_the_subsample():
+    """At fraction f: J_sub^T F_sub J_sub with phi_old from the FULL pre-update batch.
+
+    J_sub = I - alpha H_sub (inner-loss Hessian averaged over the chosen pre-update episodes),
+    F_sub = Hessian in phi of the KL averaged over the chosen post-update episodes, at phi_old.
+    """
     policy, theta, batch, objective = make_objective()
-    sub = MetaBatch(pre=[e.first_episodes(2) for e in batch.pre], post=batch.post.first_episodes(2))
-    small = PostUpdateObjective(policy, objective.inner, theta, sub)
-    h = explicit_kl_hessian(small, theta)
-    v = torch.randn(h.shape[0], dtype=D)
-    torch.testing.assert_close(
-        objective.fisher_vector_product(0.5)(v), h @ v, rtol=1e-7, atol=1e-10
+    phi_old = objective.phi_old
+    chosen = 2  # of 4 episodes: fraction 0.5
+    pre_sub = [e.first_episodes(chosen) for e in batch.pre]
+    post_sub = batch.post.first_episodes(chosen)
+    inner = objective.inner
+    jacobian = torch.autograd.functional.jacobian(
+        lambda flat: flatten(inner(policy, unflatten(flat, theta), pre_sub)), flatten(theta)
     )
+
+    def kl_sub(flat_phi):
+        phi = unflatten(flat_phi, phi_old)
+        mean, log_std = distribution_params(policy, phi, post_sub.observations, True)
+        kl = gaussian_kl(objective.mean_old[:, :, :chosen], objective.log_std_old, mean, log_std)
+        return masked_mean(kl, post_sub.mask, task_axis=1).mean()
+
+    fisher = hessian(kl_sub, flatten(phi_old))
+    expected = jacobian.T @ fisher @ jacobian
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        v = torch.randn(expected.shape[0], generator=generator, dtype=D)
+        torch.testing.assert_close(
+            objective.fisher_vector_product(0.5)(v), expected @ v, rtol=1e-7, atol=1e-10
+        )
+    # the points differ from those a re-adaptation on the subsample would give
+    assert not torch.allclose(flatten(inner(policy, theta, pre_sub)), flatten(phi_old))
+
+
+def test_subsample_fraction_one_is_exact_and_products_never_re_adapt(monkeypatch):
+    _, theta, _, objective = make_objective()
+    v = torch.randn(flatten(theta).shape[0], generator=torch.Generator().manual_seed(1), dtype=D)
+    exact = objective.fisher_vector_product()(v)
+    calls = []
+    monkeypatch.setattr(InnerLoop, "__call__", lambda *a, **k: calls.append(1))
+    torch.testing.assert_close(objective.fisher_vector_product(1.0)(v), exact, rtol=0, atol=0)
+    objective.fisher_vector_product(0.5)(v)
+    assert calls == []
 
 
 def test_conjugate_gradient_solves_random_spd_system():

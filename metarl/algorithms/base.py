@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 from torch import nn
 
-from metarl.adaptation import StepSize, adapt, split_meta_params
+from metarl.adaptation import LinearizedAdaptation, StepSize, adapt, split_meta_params
 from metarl.episodes import Episodes
 from metarl.policies import Params
 
@@ -45,6 +45,26 @@ class InnerLoop:
             self.first_order,
             self.estimator,
             self.adapted_names,
+        )
+
+    def linearize(
+        self,
+        policy: nn.Module,
+        meta_params: Params,
+        batches: Sequence[Episodes],
+        hessian_batches: Sequence[Episodes] | None = None,
+    ) -> LinearizedAdaptation:
+        """This inner loop at ``meta_params`` with exact Jacobian products (see
+        :class:`~metarl.adaptation.LinearizedAdaptation`)."""
+        return LinearizedAdaptation(
+            policy,
+            meta_params,
+            batches,
+            self.step_size,
+            self.first_order,
+            self.estimator,
+            self.adapted_names,
+            hessian_batches,
         )
 
 

@@ -5,16 +5,23 @@ The outer objective is the importance-weighted surrogate of the post-update poli
 ``phi_i(theta) = adapt(theta, pre_i)``; the trust region is the mean KL between the old
 and new post-update policies. Both are differentiated exactly through the inner step:
 
-- gradient: ``J^T dL/dphi`` with ``J = dphi/dtheta`` from ``torch.func.vjp`` of ``adapt``;
-- KL Hessian at ``theta_old``: ``J^T H_phi J`` where ``H_phi`` is the Hessian of the KL in
-  ``phi``. This is exact, not an approximation: the KL's gradient is zero at the old
-  parameters, so the term with the second derivative of ``phi`` vanishes. ``J u`` comes
-  from ``torch.func.jvp`` of ``adapt``, ``J^T w`` from the same ``vjp``.
+- gradient: ``J^T dL/dphi`` with ``J = dphi/dtheta`` the Jacobian of the inner loop;
+- KL Hessian at ``theta_old``: ``J^T F J`` where ``F`` is the Fisher of the post-update
+  Gaussian policies (the KL's Hessian in ``phi``). This is exact, not an approximation:
+  the KL's gradient is zero at the old parameters, so the term with the second
+  derivative of ``phi`` vanishes.
 
-The KL Hessian-vector products cost about ten times the gradient and are the bulk of
-the step. ``fisher_subsample < 1`` computes them on that fraction of each task's
-episodes (pre- and post-update), as sb3-contrib's TRPO ``sub_sampling_factor`` does;
-the gradient, the line search and its KL check always use the full batch.
+``J`` is never formed: :class:`~metarl.adaptation.LinearizedAdaptation` gives ``J u`` and
+``J^T w`` as inner-loss Hessian-vector products whose forward pass is stored once per
+iteration, and :class:`~metarl.curvature.GaussianFisher` gives ``F d`` in closed form. So
+one curvature product costs two reverse-over-reverse passes on the pre-update batch and a
+forward-mode plus a backward pass of the policy on the post-update batch. First-order
+MAML has ``J = I`` and skips the inner Hessians entirely.
+
+``fisher_subsample < 1`` takes the averages inside ``J`` and ``F`` over that fraction of
+each task's episodes (pre- and post-update) at the same points (the adapted parameters
+come from the full batch), as sb3-contrib's TRPO ``sub_sampling_factor`` does; the
+gradient, the line search and its KL check always use the full batch.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import grad, grad_and_value, jvp, vjp
+from torch.func import grad_and_value
 
 from metarl.algorithms.base import InnerLoop, MetaBatch
+from metarl.curvature import GaussianFisher
 from metarl.losses import masked_mean, surrogate_loss
 from metarl.policies import Params, distribution_params, gaussian_kl, gaussian_log_prob
 from metarl.trpo import flatten, line_search, trust_region_step, unflatten
@@ -36,7 +44,9 @@ class PostUpdateObjective:
     """The outer surrogate and KL of post-update policies as functions of the initialisation.
 
     Built at the sampling parameters ``theta_old``: the importance weights and the KL are
-    taken against the post-update policies of ``theta_old``.
+    taken against the post-update policies of ``theta_old``. The inner loop is linearized
+    there once (:class:`~metarl.adaptation.LinearizedAdaptation`), and the gradient and
+    every curvature product reuse it.
     """
 
     def __init__(
@@ -44,8 +54,8 @@ class PostUpdateObjective:
     ) -> None:
         self.policy, self.inner, self.batch = policy, inner, batch
         self.theta_old = {name: value.detach() for name, value in theta_old.items()}
-        self.phi_old, self.adapt_vjp = vjp(self.adapted, self.theta_old)
-        self.phi_old = {name: value.detach() for name, value in self.phi_old.items()}
+        self.linearized = inner.linearize(policy, self.theta_old, batch.pre)
+        self.phi_old = self.linearized.adapted
         post = batch.post
         with torch.no_grad():
             self.mean_old, self.log_std_old = distribution_params(
@@ -77,31 +87,37 @@ class PostUpdateObjective:
         return self.kl_of_phi(self.adapted(theta))
 
     def gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``L(theta_old)`` and its exact meta-gradient (flat), through the inner loop."""
+        """``L(theta_old)`` and its exact meta-gradient ``J^T dL/dphi`` (flat)."""
         surrogate_gradient, loss = grad_and_value(self.surrogate_of_phi)(self.phi_old)
-        return loss, flatten(self.adapt_vjp(surrogate_gradient)[0])
+        return loss, flatten(self.linearized.vjp(surrogate_gradient))
 
     def fisher_vector_product(
         self, subsample: float = 1.0
     ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``v -> J^T H_phi J v``, the exact Hessian of :meth:`kl` at ``theta_old``.
+        """``v -> J^T F J v``, the exact Hessian of :meth:`kl` at ``theta_old``.
 
-        With ``subsample < 1`` it is the Hessian of the same KL on that fraction of
-        each task's episodes (pre- and post-update).
+        ``J`` is the Jacobian of the inner loop and ``F`` the Gaussian policies' Fisher at
+        the adapted parameters (:class:`~metarl.curvature.GaussianFisher`); the KL's
+        gradient vanishes at ``theta_old``, so this Gauss-Newton form is the Hessian.
+
+        With ``subsample < 1`` the averages inside ``J`` (the inner losses' Hessians) and
+        ``F`` are taken over the first ``subsample`` fraction of each task's episodes
+        (episodes are i.i.d., so a fair subsample); the adapted parameters, where both are
+        evaluated, stay those of the full batch, so it estimates the same matrix.
         """
-        objective = self
+        linearized, post = self.linearized, self.batch.post
         if subsample < 1.0:
-            count = max(1, round(self.batch.post.mask.shape[2] * subsample))
-            pre = [episodes.first_episodes(count) for episodes in self.batch.pre]
-            small = MetaBatch(pre=pre, post=self.batch.post.first_episodes(count))
-            objective = PostUpdateObjective(self.policy, self.inner, self.theta_old, small)
-        kl_gradient = grad(objective.kl_of_phi)
-        theta = objective.theta_old
+            pre = self.batch.pre
+            count = max(1, round(post.mask.shape[2] * subsample))
+            pre_small = [episodes.first_episodes(count) for episodes in pre]
+            post = post.first_episodes(count)
+            linearized = self.inner.linearize(self.policy, self.theta_old, pre, pre_small)
+        fisher = GaussianFisher(self.policy, self.phi_old, post)
+        theta = self.theta_old
 
         def product(vector: torch.Tensor) -> torch.Tensor:
-            _, direction = jvp(objective.adapted, (theta,), (unflatten(vector, theta),))
-            _, curvature = jvp(kl_gradient, (objective.phi_old,), (direction,))
-            return flatten(objective.adapt_vjp(curvature)[0])
+            direction = linearized.jvp(unflatten(vector, theta))
+            return flatten(linearized.vjp(fisher(direction)))
 
         return product
 
