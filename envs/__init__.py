@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from envs.base import BatchedTaskEnv, OracleObservation, Task, TaskEnv
+from envs.base import (
+    BatchedTaskEnv,
+    OracleObservation,
+    PolicyActions,
+    Task,
+    TaskEnv,
+    to_env_actions,
+)
 
 REGISTERED: dict[str, tuple[str, int]] = {
     "metarl/Navigation2D-v0": ("envs.navigation:Navigation2DEnv", 100),
@@ -37,8 +44,10 @@ register_all()
 __all__ = [
     "BatchedTaskEnv",
     "OracleObservation",
+    "PolicyActions",
     "Task",
     "TaskEnv",
     "make_task_env",
     "register_all",
+    "to_env_actions",
 ]

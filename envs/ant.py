@@ -20,7 +20,14 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
-from envs.base import DirectionTasks, Task, TaskEnv, validate_goal, validate_number
+from envs.base import (
+    DirectionTasks,
+    Task,
+    TaskEnv,
+    control_cost,
+    validate_goal,
+    validate_number,
+)
 from envs.mujoco_batched import MujocoBatchedTaskEnv
 
 HORIZON = 200
@@ -79,9 +86,9 @@ class _AntTaskEnv(TaskEnv, AntEnv):
         raise NotImplementedError
 
     def control_cost(self, action: np.ndarray) -> float:
-        # in float64 whatever the action's dtype, as the batched form computes it
-        action = np.asarray(action, dtype=np.float64)
-        return float(self._ctrl_cost_weight * np.sum(np.square(action)))
+        """The control cost of ``action``, charged on its clipped value (float64)."""
+        space = self.action_space
+        return float(control_cost(action, self._ctrl_cost_weight, space.low, space.high))
 
     def _get_rew(self, x_velocity: float, action: np.ndarray):
         # the torso position Gymnasium's step just used for the velocity
@@ -292,7 +299,7 @@ class BatchedAnt(MujocoBatchedTaskEnv):
             & (qpos[:, 2] <= max_z)
         )
         healthy_reward = healthy * env._healthy_reward
-        ctrl_cost = env._ctrl_cost_weight * np.sum(np.square(actions), axis=1)
+        ctrl_cost = control_cost(actions, env._ctrl_cost_weight, self.action_low, self.action_high)
         contact = self._contact_forces().reshape(self.num_copies, -1)
         contact_cost = env._contact_cost_weight * np.sum(np.square(contact), axis=1)
         rewards = task_term + healthy_reward - ctrl_cost - contact_cost

@@ -71,18 +71,66 @@ class TaskEnv(abc.ABC):
         return super().reset(seed=seed, options=options or None)  # type: ignore[misc]
 
 
+def to_env_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Policy actions in ``[-1, 1]^d`` mapped affinely onto ``[low, high]``, then clipped.
+
+    The MAML paper's code wrapped every env this way (rllab's ``normalize``), so a policy's
+    actions mean the same on every env and its exploration noise scales with the bounds;
+    the env (and every cost it charges) only ever sees actions inside its bounds.
+    Gymnasium's ``RescaleAction`` + ``ClipAction`` do the same for one env.
+    """
+    actions = np.asarray(actions, dtype=np.float64)
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    return np.clip(low + (actions + 1.0) * 0.5 * (high - low), low, high)
+
+
+def control_cost(
+    actions: np.ndarray, weight: float, low: np.ndarray, high: np.ndarray
+) -> np.ndarray:
+    """``weight * ||clip(a, low, high)||^2`` over the last axis, in float64.
+
+    Charged on the clipped action, as the paper's code did: the simulator never applies
+    more than the bounds, so an out-of-range action costs what its clipped value costs.
+    """
+    clipped = np.clip(np.asarray(actions, dtype=np.float64), low, high)
+    return weight * np.sum(np.square(clipped), axis=-1)
+
+
+class PolicyActions(gym.ActionWrapper):
+    """A single env that takes actions in policy units ``[-1, 1]^d`` (see :func:`to_env_actions`).
+
+    What the toolkit's policies, baselines and renderers step; the batched form gets the
+    same mapping from the sampler.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.action_space
+        if not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"policy actions need a Box action space, got {space}")
+        self._low, self._high = space.low, space.high
+        self.action_space = gym.spaces.Box(-1.0, 1.0, space.shape, dtype=np.float32)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        return to_env_actions(action, self._low, self._high).astype(self.env.action_space.dtype)
+
+
 class BatchedTaskEnv(abc.ABC):
     """Many copies of one task env stepped together, each with its own task.
 
-    Observations are ``[num_copies, obs_dim]`` float32 arrays, actions ``[num_copies, act_dim]``.
-    A copy whose episode has ended keeps returning its last observation and zero reward
-    until the next ``reset``; the sampler masks those steps out.
+    Observations are ``[num_copies, obs_dim]`` float32 arrays, actions ``[num_copies, act_dim]``
+    in the env's own units, inside ``[action_low, action_high]`` (policies act in ``[-1, 1]``
+    and go through :func:`to_env_actions`). A copy whose episode has ended keeps returning
+    its last observation and zero reward until the next ``reset``; the sampler masks those
+    steps out.
     """
 
     num_copies: int
     observation_dim: int
     action_dim: int
     max_episode_steps: int
+    action_low: np.ndarray
+    action_high: np.ndarray
 
     @abc.abstractmethod
     def reset(self, tasks: Sequence[Mapping[str, Any]], seed: int | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ from envs.base import (
     DirectionTasks,
     Task,
     TaskEnv,
+    control_cost,
     validate_number,
 )
 from envs.mujoco_batched import MujocoBatchedTaskEnv
@@ -58,9 +59,9 @@ class _HalfCheetahTaskEnv(TaskEnv, HalfCheetahEnv):
         raise NotImplementedError
 
     def control_cost(self, action: np.ndarray) -> float:
-        # in float64 whatever the action's dtype, as the batched form computes it
-        action = np.asarray(action, dtype=np.float64)
-        return float(self._ctrl_cost_weight * np.sum(np.square(action)))
+        """The control cost of ``action``, charged on its clipped value (float64)."""
+        space = self.action_space
+        return float(control_cost(action, self._ctrl_cost_weight, space.low, space.high))
 
     def _get_rew(self, x_velocity: float, action: np.ndarray):
         params = self.task_array(self._task)[None]
@@ -194,7 +195,9 @@ class BatchedHalfCheetah(MujocoBatchedTaskEnv):
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         x_velocity = (self.physics.qpos[:, 0] - before) / self.dt
         forward_reward = self.env.task_reward(x_velocity, self._params)
-        ctrl_cost = self.env._ctrl_cost_weight * np.sum(np.square(actions), axis=1)
+        ctrl_cost = control_cost(
+            actions, self.env._ctrl_cost_weight, self.action_low, self.action_high
+        )
         info = {
             "reward_forward": forward_reward,
             "reward_ctrl": -ctrl_cost,

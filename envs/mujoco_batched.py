@@ -320,6 +320,8 @@ class MujocoBatchedTaskEnv(BatchedTaskEnv):
         self.num_copies = num_copies
         self.observation_dim = int(env.observation_space.shape[0])
         self.action_dim = int(env.action_space.shape[0])
+        self.action_low = np.asarray(env.action_space.low, dtype=np.float64)
+        self.action_high = np.asarray(env.action_space.high, dtype=np.float64)
         self.max_episode_steps = max_episode_steps
         self.backend = backend
         self.dt = float(env.dt)

@@ -20,7 +20,9 @@ class Navigation2DEnv(TaskEnv, gym.Env):
     """A point in the plane moves towards a goal it cannot see.
 
     - Observation: the position ``(x, y)``; the episode starts at the origin.
-    - Action: a displacement ``(dx, dy)``, clipped to ``[-0.1, 0.1]`` per coordinate.
+    - Action: a displacement ``(dx, dy)``, clipped to ``[-0.1, 0.1]`` per coordinate
+      (the toolkit's policies act in ``[-1, 1]``: a policy action ``a`` moves the point by
+      ``0.1 * clip(a, -1, 1)``, as in the paper's code; see ``envs.PolicyActions``).
     - Reward: minus the Euclidean distance to the goal after the move (not squared).
     - Episode end: terminates when both coordinates are within 0.01 of the goal;
       ``gymnasium.make`` truncates at 100 steps.
@@ -74,6 +76,8 @@ class BatchedNavigation2D(BatchedTaskEnv):
     observation_dim = 2
     action_dim = 2
     max_episode_steps = HORIZON
+    action_low = np.full(2, -MAX_STEP)
+    action_high = np.full(2, MAX_STEP)
 
     def __init__(self, num_copies: int) -> None:
         if num_copies <= 0:

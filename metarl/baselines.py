@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs import OracleObservation, TaskEnv, make_task_env, register_all
+from envs import OracleObservation, PolicyActions, TaskEnv, make_task_env, register_all
 from metarl.checkpoint import atomic_write, save_checkpoint
 from metarl.config import TrainConfig
 from metarl.policies import ACTIVATIONS, GaussianMLPPolicy, Params, policy_params
@@ -57,7 +57,8 @@ class TaskResampling(gym.Wrapper):
 
 
 def make_training_env(env_id: str, kind: str, seed: int) -> gym.Env:
-    """A single Gymnasium env for PPO: task resampled every episode, task observed if oracle."""
+    """A single Gymnasium env for PPO: task resampled every episode, task observed if oracle,
+    actions in policy units (:class:`envs.PolicyActions`)."""
     if kind not in ("pretrained", "oracle"):
         raise ValueError(f"only 'pretrained' and 'oracle' baselines are trained, got {kind!r}")
     make_task_env(env_id)  # validates the id with a helpful error
@@ -68,7 +69,8 @@ def make_training_env(env_id: str, kind: str, seed: int) -> gym.Env:
         # the bare task env; the episode time limit is put back around it.
         horizon = env.spec.max_episode_steps if env.spec else None
         env = gym.wrappers.TimeLimit(OracleObservation(env.unwrapped), horizon)
-    return TaskResampling(env, seed)
+    # PPO acts in policy units [-1, 1], like the meta-learned policies it is compared with
+    return TaskResampling(PolicyActions(env), seed)
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,16 @@ from metarl.adaptation import StepSize, inner_step, split_meta_params
 from metarl.advantages import add_advantages
 from metarl.baselines import baseline_info
 from metarl.checkpoint import CheckpointError, load_checkpoint
-from metarl.config import TrainConfig, config_from_dict
+from metarl.config import TrainConfig, config_from_dict, evaluation_protocol
 from metarl.episodes import Episodes
 from metarl.policies import GaussianMLPPolicy, Params
 from metarl.sampler import rollouts
 
 
-def test_time_step_sizes(step_size: float, steps: int) -> list[float]:
-    """The paper's schedule: ``alpha`` for the first step, ``alpha / 2`` for later ones."""
-    return [step_size if k == 0 else step_size / 2 for k in range(steps)]
+def test_time_step_sizes(step_size: float, steps: int, later_ratio: float = 0.5) -> list[float]:
+    """The paper's schedule: ``alpha`` for the first step, ``later_ratio * alpha`` after
+    (``alpha / 2``; AntDir's snapshot was tested with ``0.1`` then ``0.001``)."""
+    return [step_size if k == 0 else step_size * later_ratio for k in range(steps)]
 
 
 def held_out_tasks(env: TaskEnv, num_tasks: int, seed: int) -> list[dict[str, Any]]:
@@ -160,6 +161,7 @@ class OracleBatchedEnv(BatchedTaskEnv):
         self.task_dim = int(task_env.task_vector(task_env.task).shape[0])
         self.observation_dim = env.observation_dim + self.task_dim
         self.action_dim = env.action_dim
+        self.action_low, self.action_high = env.action_low, env.action_high
         self.max_episode_steps = env.max_episode_steps
         self._vectors = np.zeros((self.num_copies, self.task_dim), dtype=np.float32)
 
@@ -195,10 +197,12 @@ class LoadedPolicy:
 
     def schedule(self, steps: int, step_size: float | None = None) -> list[StepSize]:
         """Test-time step sizes: Meta-SGD's learned ones at every step unless ``step_size``
-        is given, else the paper's ``alpha, alpha/2, ...`` (``alpha``: the run's inner_lr)."""
+        is given, else the paper's schedule for the env (``alpha, alpha/2, ...``; ``alpha``:
+        the run's inner_lr)."""
         if self.learned_step_sizes is not None and step_size is None:
             return [self.learned_step_sizes] * steps
-        return list(test_time_step_sizes(step_size or self.config.inner_lr, steps))
+        ratio = evaluation_protocol(self.config.env).later_step_ratio
+        return list(test_time_step_sizes(step_size or self.config.inner_lr, steps, ratio))
 
     def batched_env(self, num_copies: int) -> BatchedTaskEnv:
         """The batched env this policy acts in (task vectors appended for an oracle)."""
@@ -241,7 +245,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         obs_dim += int(env.task_vector(env.task).shape[0])
     act_dim = int(np.prod(env.action_space.shape))
     policy = GaussianMLPPolicy(
-        obs_dim, act_dim, config.hidden_sizes, config.activation, config.init_std
+        obs_dim, act_dim, config.hidden_sizes, config.activation, config.init_std, config.init
     )
     expected = {name: tuple(value.shape) for name, value in policy.named_parameters()}
     if {name: tuple(value.shape) for name, value in params.items()} != expected:

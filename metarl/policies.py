@@ -18,6 +18,7 @@ from torch.func import functional_call, vmap
 Params = dict[str, torch.Tensor]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+INITS = ("glorot", "torch")
 
 
 class GaussianMLPPolicy(nn.Module):
@@ -25,6 +26,12 @@ class GaussianMLPPolicy(nn.Module):
 
     The mean network is ``obs -> [hidden, activation]* -> act_dim`` (named ``mean.*``),
     laid out like Stable-Baselines3's ``mlp_extractor.policy_net`` + ``action_net``.
+    Actions are in policy units ``[-1, 1]^d`` (``envs.to_env_actions`` maps them onto an
+    env's bounds).
+
+    ``init="glorot"`` (the paper's code): Glorot-uniform weights and zero biases on every
+    layer, the output layer included, so the mean action is exactly 0 wherever the input
+    is 0 (2D navigation's start). ``init="torch"``: PyTorch's default ``nn.Linear`` init.
     """
 
     def __init__(
@@ -34,12 +41,15 @@ class GaussianMLPPolicy(nn.Module):
         hidden_sizes: Sequence[int] = (100, 100),
         activation: str = "relu",
         init_std: float = 1.0,
+        init: str = "glorot",
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}"
             )
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {list(INITS)}")
         if init_std <= 0:
             raise ValueError(f"init_std must be positive, got {init_std}")
         layers: list[nn.Module] = []
@@ -49,6 +59,11 @@ class GaussianMLPPolicy(nn.Module):
             width = size
         layers.append(nn.Linear(width, act_dim))
         self.mean = nn.Sequential(*layers)
+        if init == "glorot":
+            for layer in self.mean:
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         self.obs_dim, self.act_dim = obs_dim, act_dim
 

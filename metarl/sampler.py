@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.base import BatchedTaskEnv
+from envs.base import BatchedTaskEnv, to_env_actions
 from metarl.episodes import Episodes
 from metarl.policies import Params, distribution_params, gaussian_log_prob
 
@@ -34,7 +34,8 @@ def rollouts(
 
     ``params`` are shared by all tasks, or per task (leading task dimension) if
     ``per_task``. Actions are drawn with ``generator``; ``env_seed`` seeds the envs'
-    reset noise. With ``deterministic`` the policy's mean action is taken.
+    reset noise. With ``deterministic`` the policy's mean action is taken. Actions are
+    recorded in policy units; the env gets them through :func:`envs.to_env_actions`.
     """
     num_tasks = len(tasks)
     if env.num_copies != num_tasks * episodes_per_task:
@@ -64,9 +65,10 @@ def rollouts(
             action = (mean + torch.exp(log_std) * noise)[0]
         observations[t], actions[t], mask[t] = obs, action, alive.to(dtype)
         log_probs[t] = gaussian_log_prob(mean, log_std, action.unsqueeze(0))[0]
-        next_obs, reward, terminated, truncated = env.step(
-            action.reshape(-1, env.action_dim).numpy()
+        env_actions = to_env_actions(
+            action.reshape(-1, env.action_dim).numpy(), env.action_low, env.action_high
         )
+        next_obs, reward, terminated, truncated = env.step(env_actions)
         rewards[t] = torch.as_tensor(reward, dtype=dtype).reshape(num_tasks, episodes_per_task)
         ended = torch.as_tensor(np.logical_or(terminated, truncated)).reshape(alive.shape)
         alive = alive & ~ended

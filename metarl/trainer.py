@@ -40,7 +40,7 @@ def make_policy(config: TrainConfig, env: TaskEnv) -> GaussianMLPPolicy:
     obs_dim = int(np.prod(env.observation_space.shape))
     act_dim = int(np.prod(env.action_space.shape))
     return GaussianMLPPolicy(
-        obs_dim, act_dim, config.hidden_sizes, config.activation, config.init_std
+        obs_dim, act_dim, config.hidden_sizes, config.activation, config.init_std, config.init
     )
 
 
@@ -333,6 +333,11 @@ class Trainer:
         for path in old:
             path.unlink(missing_ok=True)
 
+    def save_snapshot(self) -> None:
+        """A checkpoint kept for ever, for snapshot selection (``evaluate.py --select``)."""
+        path = self.checkpoint_dir / f"snapshot_{self.state.iteration:06d}.pt"
+        save_checkpoint(path, self.payload())
+
     def run(self, progress: bool = True) -> dict[str, float]:
         """Train until ``config.iterations``; returns the last iteration's metrics."""
         from tqdm import tqdm
@@ -374,6 +379,8 @@ class Trainer:
                 if done or state.iteration % config.checkpoint_every == 0:
                     writer.flush()
                     self.save()
+                if state.iteration % config.snapshot_every == 0:
+                    self.save_snapshot()
         finally:
             bar.close()
             writer.close()

@@ -33,6 +33,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from metarl.checkpoint import CheckpointError, atomic_write
+from metarl.config import evaluation_protocol
 from metarl.evaluation import (
     CurveSummary,
     LoadedPolicy,
@@ -46,7 +47,6 @@ from metarl.evaluation import (
 from metarl.runtime import configure_process
 
 # The paper evaluates 2D navigation with 40 episodes per step, locomotion with 20.
-EVAL_EPISODES = {"metarl/Navigation2D-v0": 40}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,13 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--episodes",
         type=int,
         default=None,
-        help="episodes per task per step (default: 40 for 2D navigation, else 20)",
+        help="episodes per task per step (default: the paper's for the env: 40 for 2D "
+        "navigation and AntDir, else 20)",
     )
     parser.add_argument(
         "--inner-lr",
         type=float,
         default=None,
-        help="first step size (default: the run's inner_lr; later steps use half)",
+        help="first step size (default: the run's inner_lr); later steps use the paper's "
+        "schedule for the env (half, or 1/100 for AntDir)",
     )
     parser.add_argument(
         "--seed",
@@ -147,7 +149,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     configure_process(args.threads)
     warn_if_seen(loaded, args.seed)
     config = loaded.config
-    episodes = args.episodes or EVAL_EPISODES.get(config.env, 20)
+    episodes = args.episodes or evaluation_protocol(config.env).episodes
     inner_lr = args.inner_lr or config.inner_lr
     adapt_steps = 0 if loaded.oracle else args.adapt_steps
     tasks = held_out_tasks(loaded.env, args.num_tasks, args.seed)
@@ -221,7 +223,7 @@ def compare(args: argparse.Namespace) -> int:
         return 2
     configure_process(args.threads)
     env_id = envs.pop()
-    episodes = args.episodes or EVAL_EPISODES.get(env_id, 20)
+    episodes = args.episodes or evaluation_protocol(env_id).episodes
     tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)
     summaries = []
     for item, label, step in zip(loaded, labels, step_sizes, strict=True):

@@ -64,13 +64,14 @@ def render_gif(
     import gymnasium as gym
     from PIL import Image, ImageDraw
 
-    from envs import OracleObservation
+    from envs import OracleObservation, PolicyActions
 
     env = gym.make(loaded.config.env, render_mode="rgb_array", width=size[0], height=size[1])
     if loaded.oracle:
         env = gym.wrappers.TimeLimit(
             OracleObservation(env.unwrapped), env.spec.max_episode_steps if env.spec else None
         )
+    env = PolicyActions(env)
     frames = []
     for stage in trace:
         params = {k: v[0] for k, v in stage.params.items()} if stage.per_task else stage.params

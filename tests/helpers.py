@@ -25,7 +25,7 @@ TINY_TRAIN_ARGS = [
 
 def tiny_policy(seed: int = 0, obs_dim: int = 2, act_dim: int = 2, hidden=(5,), activation="tanh"):
     torch.manual_seed(seed)
-    policy = GaussianMLPPolicy(obs_dim, act_dim, hidden, activation, init_std=0.7).to(D)
+    policy = GaussianMLPPolicy(obs_dim, act_dim, hidden, activation, 0.7, init="torch").to(D)
     params = policy_params(policy)
     params["log_std"] = params["log_std"] + 0.1 * torch.randn_like(params["log_std"])
     return policy, params

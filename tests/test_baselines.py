@@ -83,7 +83,8 @@ def test_training_env_resamples_the_task_every_episode_and_oracle_sees_it():
         obs, _ = env.reset()
         goal = env.unwrapped.task["goal"]
         np.testing.assert_allclose(obs, [0.0, 0.0, *goal], atol=1e-7)
-        obs, *_ = env.step(np.array([0.05, -0.05], dtype=np.float32))
+        # policy units: 0.5 in [-1, 1] is a move of 0.05 (bounds +-0.1)
+        obs, *_ = env.step(np.array([0.5, -0.5], dtype=np.float32))
         np.testing.assert_allclose(obs, [0.05, -0.05, *goal], atol=1e-7)
         goals.append(tuple(goal))
     assert len(set(goals)) == 3
@@ -231,7 +232,7 @@ def test_evaluate_compares_runs_and_baselines(run_and_baselines, tmp_path, capsy
     assert set(methods["MAML"]["mean_return"]) == {"0", "1", "2"}
     assert set(methods["oracle"]["mean_return"]) == {"0"}  # the oracle is not adapted
     assert methods["pretrained"]["inner_lr"] == 0.02 and methods["random"]["inner_lr"] == 0.05
-    assert methods["MAML"]["inner_lr"] == 0.1 and methods["oracle"]["inner_lr"] is None
+    assert methods["MAML"]["inner_lr"] == 0.5 and methods["oracle"]["inner_lr"] is None
     for method in methods.values():
         for k, returns in method["returns"].items():
             assert len(returns) == 4

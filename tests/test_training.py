@@ -55,7 +55,7 @@ def test_cli_trains_logs_checkpoints_and_evaluates(tmp_path):
     steps = [step for step, _ in logged["charts/return_post_adaptation"]]
     assert len(steps) == 3 and steps == sorted(steps) and steps[0] > 0  # x-axis: env steps
     config = json.loads((run / "config.json").read_text())
-    assert config["meta_batch_size"] == 3 and config["inner_lr"] == 0.1
+    assert config["meta_batch_size"] == 3 and config["inner_lr"] == 0.5  # the paper's nav preset
     payload = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert payload["iteration"] == 3
 
