@@ -302,6 +302,9 @@ class Trainer:
                 "charts/return_pre_adaptation": pre_return,
                 "charts/return_post_adaptation": post_return,
                 "charts/adaptation_gain": post_return - pre_return,
+                # episodes that end early (2D navigation: on the goal) show up here
+                "charts/episode_length_pre_adaptation": batch.pre[0].mask.sum(0).mean().item(),
+                "charts/episode_length_post_adaptation": batch.post.mask.sum(0).mean().item(),
                 "charts/iteration": float(state.iteration),
                 "charts/SPS": steps / (finished - start),
                 "time/sampling_s": sampled - start,
