@@ -13,7 +13,7 @@ each is a constructor argument.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,12 +23,12 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from envs.base import (
     DirectionTasks,
     Task,
-    TaskEnv,
     control_cost,
     validate_goal,
     validate_number,
 )
-from envs.mujoco_batched import MujocoBatchedTaskEnv
+from envs.mujoco_batched import MujocoBatchedTaskEnv, check_form
+from envs.mujoco_task import MujocoTaskEnv
 
 HORIZON = 200
 CONTACT_COST_WEIGHT = 5e-4
@@ -36,8 +36,15 @@ VELOCITY_LOW, VELOCITY_HIGH = 0.0, 3.0
 GOAL_LOW, GOAL_HIGH = -3.0, 3.0
 
 
-class _AntTaskEnv(TaskEnv, AntEnv):
-    """Shared part of the Ant tasks: a task term, a survive bonus, control and contact costs."""
+class _AntTaskEnv(MujocoTaskEnv, AntEnv):
+    """Shared part of the Ant tasks: a task term, a survive bonus, control and contact costs.
+
+    Only Gymnasium's v5 form exists for Ant so far (``form="v5"``); the paper's form (its
+    0.02 s RK4 time step, 125-number observation with the ant's position, centre-of-mass
+    velocity) is not built yet, and ``form="paper"`` says so.
+    """
+
+    form = "v5"
 
     TASK_REWARD_KEY = "reward_forward"
     DEFAULT_CTRL_COST_WEIGHT = 0.005
@@ -49,8 +56,14 @@ class _AntTaskEnv(TaskEnv, AntEnv):
         ctrl_cost_weight: float | None = None,
         contact_cost_weight: float = CONTACT_COST_WEIGHT,
         healthy_reward: float | None = None,
+        form: str = "v5",
         **kwargs: Any,
     ) -> None:
+        if check_form(form) != "v5":
+            raise ValueError(
+                "the Ant tasks exist only in Gymnasium's v5 form so far (form='v5'); "
+                "the paper's form is not built yet"
+            )
         if ctrl_cost_weight is None:
             ctrl_cost_weight = self.DEFAULT_CTRL_COST_WEIGHT
         if healthy_reward is None:
@@ -64,31 +77,15 @@ class _AntTaskEnv(TaskEnv, AntEnv):
         )
         # pickle with this class's own arguments, not AntEnv's positional ones
         utils.EzPickle.__init__(
-            self, task, ctrl_cost_weight, contact_cost_weight, healthy_reward, **kwargs
+            self, task, ctrl_cost_weight, contact_cost_weight, healthy_reward, form, **kwargs
         )
         self.init_task(task)
         self.main_body_id = int(self.data.body(self._main_body).id)
-
-    def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
-        """A validated task's parameters as a float64 vector (the reward's view of it)."""
-        raise NotImplementedError
-
-    def task_vector(self, task: Mapping[str, Any]) -> np.ndarray:
-        return self.task_array(task).astype(np.float32)
-
-    def task_params(self, tasks: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """The tasks' parameters as a float64 ``[n, k]`` array (validated)."""
-        return np.stack([self.task_array(self.validate_task(t)) for t in tasks])
 
     @staticmethod
     def task_reward(xy_velocity: np.ndarray, xy: np.ndarray, params: np.ndarray) -> np.ndarray:
         """The task term for ``[n, 2]`` torso velocities and positions and ``[n, k]`` params."""
         raise NotImplementedError
-
-    def control_cost(self, action: np.ndarray) -> float:
-        """The control cost of ``action``, charged on its clipped value (float64)."""
-        space = self.action_space
-        return float(control_cost(action, self._ctrl_cost_weight, space.low, space.high))
 
     def _get_rew(self, x_velocity: float, action: np.ndarray):
         # the torso position Gymnasium's step just used for the velocity

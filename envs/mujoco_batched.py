@@ -46,6 +46,51 @@ if TYPE_CHECKING:
     from envs.base import TaskEnv
 
 BACKENDS = ("batch", "threads")
+FORMS = ("paper", "v5")
+
+
+def check_form(form: str) -> str:
+    """``form`` if it is one of :data:`FORMS`, else ``ValueError`` naming them."""
+    if form not in FORMS:
+        raise ValueError(f"unknown env form {form!r}; choose one of {list(FORMS)}")
+    return form
+
+
+def refresh_center_of_mass(model: mujoco.MjModel, data: mujoco.MjData) -> None:
+    """Recompute ``subtree_com`` and ``subtree_linvel`` at the current ``qpos``/``qvel``.
+
+    ``mj_step`` computes positions before it integrates, so after it they lag one step;
+    the paper's code called ``forward()`` after every step. Only the stages these two need
+    run here (kinematics, centre-of-mass positions and velocities), not the constraint solver.
+    """
+    mujoco.mj_kinematics(model, data)
+    mujoco.mj_comPos(model, data)
+    mujoco.mj_comVel(model, data)
+    mujoco.mj_subtreeVel(model, data)
+
+
+def initial_state(
+    form: str,
+    init_qpos: np.ndarray,
+    init_qvel: np.ndarray,
+    noise_scale: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A start state drawn as the env's form does it.
+
+    ``"paper"`` (rllab): ``qpos0 + 0.01 N(0, 1)``, ``qvel0 + 0.1 N(0, 1)``.
+    ``"v5"`` (Gymnasium): ``qpos0 + U[-s, s]``, ``qvel0 + s N(0, 1)`` with ``s = noise_scale``,
+    in the same order of draws as Gymnasium's ``reset_model``.
+    """
+    if form == "paper":
+        qpos = init_qpos + 0.01 * rng.standard_normal(init_qpos.shape[0])
+        qvel = init_qvel + 0.1 * rng.standard_normal(init_qvel.shape[0])
+        return qpos, qvel
+    qpos = init_qpos + rng.uniform(low=-noise_scale, high=noise_scale, size=init_qpos.shape[0])
+    qvel = init_qvel + noise_scale * rng.standard_normal(init_qvel.shape[0])
+    return qpos, qvel
+
+
 # MuJoCo warnings that mean a simulation was reset because its state turned bad
 BAD_STATE_WARNINGS = [
     int(mujoco.mjtWarning.mjWARN_BADQPOS),
@@ -59,8 +104,9 @@ class Physics(abc.ABC):
     """``num_copies`` simulations of one model; state exposed as ``[B, ...]`` arrays.
 
     The arrays ``qpos``, ``qvel``, ``warnings`` (MuJoCo's warning counters, ``[B, 7]``)
-    and, when asked for, ``xpos`` and ``cfrc_ext`` hold every copy's values after its last
-    ``reset`` or ``step``; treat them as read-only.
+    and, when asked for, ``xpos``, ``cfrc_ext`` and (field ``"subtree"``) ``subtree_com``
+    and ``subtree_linvel`` hold every copy's values after its last ``reset`` or ``step``;
+    treat them as read-only.
     """
 
     qpos: np.ndarray
@@ -68,6 +114,8 @@ class Physics(abc.ABC):
     warnings: np.ndarray
     xpos: np.ndarray
     cfrc_ext: np.ndarray
+    subtree_com: np.ndarray
+    subtree_linvel: np.ndarray
 
     def __init__(self, model: mujoco.MjModel, num_copies: int, frame_skip: int) -> None:
         self.model = model
@@ -107,10 +155,10 @@ class BatchPhysics(Physics):
         fields: Sequence[str] = (),
     ) -> None:
         super().__init__(model, num_copies, frame_skip)
-        if "cfrc_ext" in fields:
+        if "cfrc_ext" in fields or "subtree" in fields:
             raise ValueError(
-                "the 'batch' backend cannot compute cfrc_ext as Gymnasium does "
-                "(mj_rnePostConstraint after mj_step); use backend='threads'"
+                "the 'batch' backend cannot compute cfrc_ext or centre-of-mass velocities "
+                "after mj_step (the paper-form envs and Ant need them); use backend='threads'"
             )
         from mujoco.batch import Batch
 
@@ -188,6 +236,10 @@ class ThreadedPhysics(Physics):
         self._warning_views = [d.warning.number for d in self._datas]
         self._rne = "cfrc_ext" in fields
         self._want_xpos = "xpos" in fields
+        self._subtree = "subtree" in fields
+        if self._subtree:
+            self.subtree_com = np.zeros((num_copies, model.nbody, 3))
+            self.subtree_linvel = np.zeros((num_copies, model.nbody, 3))
         self.qpos = np.zeros((num_copies, model.nq))
         self.qvel = np.zeros((num_copies, model.nv))
         self.warnings = np.zeros((num_copies, len(self._warning_views[0])), dtype=np.int64)
@@ -211,9 +263,12 @@ class ThreadedPhysics(Physics):
             self.xpos[i] = self._xpos_views[i]
         if self._rne:
             self.cfrc_ext[i] = self._cfrc_views[i]
+        if self._subtree:
+            self.subtree_com[i] = self._datas[i].subtree_com
+            self.subtree_linvel[i] = self._datas[i].subtree_linvel
 
     def _step_share(self, ids: list[int], ctrl: np.ndarray, failed: np.ndarray) -> None:
-        model, nstep, rne = self.model, self.frame_skip, self._rne
+        model, nstep, rne, subtree = self.model, self.frame_skip, self._rne, self._subtree
         mj_step, mj_rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
         for k, i in enumerate(ids):
             data = self._datas[i]
@@ -222,6 +277,8 @@ class ThreadedPhysics(Physics):
                 mj_step(model, data, nstep=nstep)
                 if rne:
                     mj_rne(model, data)
+                if subtree:
+                    refresh_center_of_mass(model, data)
             except mujoco.FatalError:
                 failed[k] = True
             self._gather(i)
@@ -233,6 +290,8 @@ class ThreadedPhysics(Physics):
             self._qpos_views[i][:] = qpos[k]
             self._qvel_views[i][:] = qvel[k]
             mujoco.mj_forward(self.model, data)
+            if self._subtree:
+                mujoco.mj_subtreeVel(self.model, data)
             self._gather(i)
 
     def step(self, ids: np.ndarray, ctrl: np.ndarray) -> np.ndarray:
@@ -300,7 +359,7 @@ class MujocoBatchedTaskEnv(BatchedTaskEnv):
         backend: ``"batch"`` or ``"threads"`` (see the module docstring).
         num_threads: threads stepping the physics.
         fields: derived MuJoCo fields the subclass reads besides ``qpos``/``qvel``
-            (``"xpos"``, ``"cfrc_ext"``).
+            (``"xpos"``, ``"cfrc_ext"``, ``"subtree"``).
     """
 
     def __init__(
@@ -378,13 +437,12 @@ class MujocoBatchedTaskEnv(BatchedTaskEnv):
             self._rngs = [seeding.np_random(seed + i)[0] for i in range(self.num_copies)]
         elif self._rngs is None:
             self._rngs = [seeding.np_random()[0] for _ in range(self.num_copies)]
-        model, scale = self.env.model, self.env._reset_noise_scale
-        # the same draws, in the same order, as MujocoEnv.reset_model of the v5 envs
+        model = self.env.model
+        # the same draws, in the same order, as the single env's reset_model
         qpos = np.empty((self.num_copies, model.nq))
         qvel = np.empty((self.num_copies, model.nv))
         for i, rng in enumerate(self._rngs):
-            qpos[i] = self.env.init_qpos + rng.uniform(low=-scale, high=scale, size=model.nq)
-            qvel[i] = self.env.init_qvel + scale * rng.standard_normal(model.nv)
+            qpos[i], qvel[i] = self.env.initial_state(rng)
         self.physics.reset(self._all, qpos, qvel)
         self._done = np.zeros(self.num_copies, dtype=bool)
         self._steps = 0

@@ -17,8 +17,18 @@ from envs.mujoco_batched import MujocoBatchedTaskEnv
 CHEETAH_IDS = ["metarl/HalfCheetahVel-v0", "metarl/HalfCheetahDir-v0"]
 ANT_IDS = ["metarl/AntVel-v0", "metarl/AntDir-v0", "metarl/AntGoal-v0"]
 ENV_IDS = CHEETAH_IDS + ANT_IDS
-# (env id, physics backend) pairs the batched form supports
-BATCHED_CASES = [(i, "batch") for i in CHEETAH_IDS] + [(i, "threads") for i in ENV_IDS]
+# (env id, form, physics backend) triples the batched form supports
+BATCHED_CASES = (
+    [(i, "paper", "threads") for i in CHEETAH_IDS]
+    + [(i, "v5", "batch") for i in CHEETAH_IDS]
+    + [(i, "v5", "threads") for i in ENV_IDS]
+)
+
+
+def task_env(env_id: str, form: str):
+    """The bare task env of ``env_id`` in ``form``."""
+    return gym.make(env_id, form=form).unwrapped
+
 
 MALFORMED_TASKS = {
     "metarl/HalfCheetahVel-v0": [
@@ -66,9 +76,9 @@ def reward_parts(info: dict) -> float:
     return sum(float(v) for k, v in info.items() if k.startswith("reward_"))
 
 
-def run_single(env_id: str, task: dict, seed: int, actions: np.ndarray):
+def run_single(env_id: str, task: dict, seed: int, actions: np.ndarray, form: str = "paper"):
     """Observations, rewards and terminations of the single env, stopping when it ends."""
-    env = gym.make(env_id)
+    env = gym.make(env_id, **({"form": form} if form != "paper" else {}))
     obs, _ = env.reset(seed=seed, options={"task": task})
     observations, rewards, terminations = [obs], [], []
     for action in actions:
@@ -204,9 +214,9 @@ def test_task_via_reset_options_and_constructor():
     assert made.unwrapped.task == {"goal": [1.0, 2.0]}
 
 
-@pytest.mark.parametrize(("env_id", "backend"), BATCHED_CASES)
-def test_batched_matches_single_env(env_id, backend):
-    env = make_task_env(env_id)
+@pytest.mark.parametrize(("env_id", "form", "backend"), BATCHED_CASES)
+def test_batched_matches_single_env(env_id, form, backend):
+    env = task_env(env_id, form)
     tasks = env.sample_tasks(3, np.random.default_rng(1))
     batched = env.batched(3, backend=backend)
     rng = np.random.default_rng(2)
@@ -225,7 +235,7 @@ def test_batched_matches_single_env(env_id, backend):
     observations, rewards, terminations = map(np.array, (observations, rewards, terminations))
     for i in range(3):
         single_obs, single_rewards, single_term = run_single(
-            env_id, tasks[i], 10 + i, actions[:, i]
+            env_id, tasks[i], 10 + i, actions[:, i], form
         )
         steps = len(single_rewards)
         np.testing.assert_allclose(observations[: steps + 1, i], single_obs, rtol=1e-6, atol=1e-6)
@@ -262,9 +272,9 @@ def test_batched_truncates_at_horizon_and_reset_seeds_reproduce():
     np.testing.assert_allclose(batched.reset(tasks)[1], second_single, rtol=1e-6)
 
 
-@pytest.mark.parametrize(("env_id", "backend"), BATCHED_CASES[:3])
-def test_batched_rejects_bad_actions(env_id, backend):
-    batched = make_task_env(env_id).batched(2, backend=backend)
+@pytest.mark.parametrize(("env_id", "form", "backend"), BATCHED_CASES[:3])
+def test_batched_rejects_bad_actions(env_id, form, backend):
+    batched = task_env(env_id, form).batched(2, backend=backend)
     batched.reset(make_task_env(env_id).sample_tasks(2, np.random.default_rng(0)), seed=0)
     good = np.zeros((2, batched.action_dim))
     with pytest.raises(ValueError, match="shape"):
@@ -280,9 +290,9 @@ def test_batched_rejects_bad_actions(env_id, backend):
     batched.step(good)  # still usable
 
 
-@pytest.mark.parametrize(("env_id", "backend"), BATCHED_CASES[:3] + BATCHED_CASES[-1:])
-def test_nan_state_ends_only_that_copy(env_id, backend):
-    env = make_task_env(env_id)
+@pytest.mark.parametrize(("env_id", "form", "backend"), BATCHED_CASES[:3] + BATCHED_CASES[-1:])
+def test_nan_state_ends_only_that_copy(env_id, form, backend):
+    env = task_env(env_id, form)
     tasks = env.sample_tasks(3, np.random.default_rng(0))
     actions = np.random.default_rng(1).uniform(-1, 1, size=(8, 3, env.action_space.shape[0]))
 
@@ -344,3 +354,65 @@ def test_ant_refuses_the_batch_backend_and_unknown_backends():
         make_task_env("metarl/HalfCheetahVel-v0").batched(2, backend="gpu")
     with pytest.raises(ValueError, match="num_copies"):
         make_task_env("metarl/HalfCheetahVel-v0").batched(0)
+
+
+@pytest.mark.parametrize("env_id", CHEETAH_IDS)
+def test_paper_form_cheetah_time_step_observation_and_velocity(env_id):
+    """The paper's HalfCheetah: dt 0.01 s, 20 observations ending with the torso subtree's
+    centre of mass, forward velocity of that centre of mass; v5 keeps Gymnasium's."""
+    env = make_task_env(env_id)
+    assert env.form == "paper" and env.dt == pytest.approx(0.01)
+    assert env.observation_space.shape == (20,)
+    v5 = task_env(env_id, "v5")
+    assert v5.dt == pytest.approx(0.05) and v5.observation_space.shape == (17,)
+    obs, _ = env.reset(seed=3)
+    torso = env.model.body("torso").id
+    np.testing.assert_allclose(obs[:8], env.data.qpos[1:])
+    np.testing.assert_allclose(obs[8:17], env.data.qvel)
+    np.testing.assert_allclose(obs[17:], env.data.subtree_com[torso])
+    rng = np.random.default_rng(0)
+    positions, velocities = [obs[17]], []
+    for _ in range(40):
+        obs, _, terminated, _, info = env.step(rng.uniform(-1, 1, 6))
+        assert not terminated
+        positions.append(obs[17])
+        velocities.append(info["x_velocity"])
+    # semi-implicit Euler: the centre of mass moves by dt times its new velocity
+    displacement = np.diff(positions) / env.dt
+    np.testing.assert_allclose(displacement, velocities, atol=0.02)
+    assert np.abs(displacement).max() > 0.1  # it did move
+
+
+def test_paper_form_reset_noise_is_gaussian_with_the_papers_scales():
+    env = make_task_env("metarl/HalfCheetahVel-v0")
+    qpos, qvel = [], []
+    for seed in range(200):
+        env.reset(seed=seed)
+        qpos.append(env.data.qpos.copy())
+        qvel.append(env.data.qvel.copy())
+    assert np.std(qpos) == pytest.approx(0.01, rel=0.1)
+    assert np.std(qvel) == pytest.approx(0.1, rel=0.1)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_control_cost_of_out_of_range_action_is_the_clipped_actions(env_id):
+    env = make_task_env(env_id)
+    action = np.linspace(-3.0, 3.0, env.action_space.shape[0])
+    clipped = np.clip(action, -1.0, 1.0)
+    assert env.control_cost(action) == pytest.approx(env.control_cost(clipped), abs=0)
+    assert env.control_cost(action) == pytest.approx(env._ctrl_cost_weight * np.sum(clipped**2))
+    batched = env.batched(2)
+    batched.reset(env.sample_tasks(2, np.random.default_rng(0)), seed=0)
+    batched.step(np.stack([action, clipped]))
+    ctrl = batched.last_info["reward_ctrl"]
+    assert ctrl[0] == pytest.approx(ctrl[1]) and ctrl[0] == pytest.approx(
+        -env.control_cost(clipped)
+    )
+    batched.close()
+
+
+def test_ant_paper_form_is_refused_with_a_clear_error():
+    with pytest.raises(ValueError, match="only in Gymnasium's v5 form"):
+        gym.make("metarl/AntVel-v0", form="paper")
+    with pytest.raises(ValueError, match="unknown env form"):
+        gym.make("metarl/HalfCheetahVel-v0", form="v4")

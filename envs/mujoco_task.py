@@ -1,0 +1,67 @@
+"""What the MuJoCo task envs (HalfCheetah, Ant) share: their form, start state, task arrays
+and control cost.
+
+Each task family is one env class with two forms, chosen by the ``form`` constructor
+argument (shared/REFERENCE.md 1b):
+
+- ``"paper"`` (default): what the MAML paper's code ran (rllab's models and envs): its
+  control time step, observations with the torso's centre of mass, forward velocity of the
+  torso subtree's centre of mass, reset noise ``0.01 N(0, 1)`` on positions and
+  ``0.1 N(0, 1)`` on velocities.
+- ``"v5"``: Gymnasium's v5 env as it is (its time step, observations, finite-difference
+  velocity and reset noise), for comparisons with other Gymnasium work.
+
+Either way only the reward differs from the base Gymnasium env's, and actions are charged
+at their clipped value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from envs.base import TaskEnv, control_cost
+from envs.mujoco_batched import initial_state
+
+
+class MujocoTaskEnv(TaskEnv):
+    """Mixin for a Gymnasium ``MujocoEnv`` task env; put it before the Gymnasium class."""
+
+    form: str = "paper"
+
+    def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
+        """A validated task's parameters as a float64 vector (the reward's view of it)."""
+        raise NotImplementedError
+
+    def task_vector(self, task: Mapping[str, Any]) -> np.ndarray:
+        return self.task_array(task).astype(np.float32)
+
+    def task_params(self, tasks: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The tasks' parameters as a float64 ``[n, k]`` array (validated)."""
+        return np.stack([self.task_array(self.validate_task(t)) for t in tasks])
+
+    def control_cost(self, action: np.ndarray) -> float:
+        """The control cost of ``action``, charged on its clipped value (float64)."""
+        space = self.action_space  # type: ignore[attr-defined]
+        weight = self._ctrl_cost_weight  # type: ignore[attr-defined]
+        return float(control_cost(action, weight, space.low, space.high))
+
+    def initial_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A start state ``(qpos, qvel)`` drawn from ``rng`` as this env's form does it."""
+        return initial_state(
+            self.form,
+            self.init_qpos,  # type: ignore[attr-defined]
+            self.init_qvel,  # type: ignore[attr-defined]
+            self._reset_noise_scale,  # type: ignore[attr-defined]
+            rng,
+        )
+
+    def reset_model(self) -> np.ndarray:
+        qpos, qvel = self.initial_state(self.np_random)  # type: ignore[attr-defined]
+        self.set_state(qpos, qvel)  # type: ignore[attr-defined]
+        if self.form == "paper":
+            mujoco.mj_subtreeVel(self.model, self.data)  # type: ignore[attr-defined]
+        return self._get_obs()  # type: ignore[attr-defined]
