@@ -45,8 +45,8 @@ from metarl.evaluation import (
     load_policy,
 )
 from metarl.runtime import configure_process
+from metarl.selection import Selection, select_snapshot, snapshot_paths
 
-# The paper evaluates 2D navigation with 40 episodes per step, locomotion with 20.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="output folder of --compare (required with it)"
     )
     parser.add_argument(
-        "--checkpoint", default="latest", help="'latest', 'best', or a path to a .pt file"
+        "--checkpoint",
+        default="latest",
+        help="'latest', 'best', a path to a .pt file, or 'select': the run's snapshot with the "
+        "best return after one step on validation tasks (--validation-seed), never the test tasks",
+    )
+    parser.add_argument(
+        "--validation-seed",
+        type=int,
+        default=None,
+        help="seed of the validation tasks of --checkpoint select (default: --seed + 1)",
     )
     parser.add_argument("--num-tasks", type=int, default=40, help="held-out tasks (default: 40)")
     parser.add_argument(
@@ -138,22 +147,46 @@ def warn_if_seen(loaded: LoadedPolicy, seed: int) -> None:
         )
 
 
+def resolve(entry: Path, args: argparse.Namespace) -> tuple[LoadedPolicy, Selection | None]:
+    """The policy an entry names; with ``--checkpoint select`` a run's validation-chosen
+    snapshot (entries that are baselines or single files are loaded as they are)."""
+    if args.checkpoint != "select" or entry.suffix == ".pt" or not snapshot_paths(entry):
+        checkpoint = "latest" if args.checkpoint == "select" else args.checkpoint
+        return load_policy(checkpoint_path(entry, checkpoint)), None
+    probe = load_policy(snapshot_paths(entry)[-1])
+    if probe.kind != "maml":
+        return probe, None
+    episodes = args.episodes or evaluation_protocol(probe.config.env).episodes
+    validation_seed = args.seed + 1 if args.validation_seed is None else args.validation_seed
+    selection = select_snapshot(entry, args.num_tasks, episodes, validation_seed, args.seed)
+    print(f"{entry}: validation return after 1 step (seed {validation_seed}) per snapshot:")
+    for iteration, _, score in selection.scores:
+        mark = "  <- selected" if iteration == selection.chosen.iteration else ""
+        print(f"  iteration {iteration:5d}: {score:9.2f}{mark}")
+    return selection.chosen, selection
+
+
 def evaluate_run(args: argparse.Namespace) -> int:
-    """The single-run mode: table on stdout, ``<run-dir>/evaluation.json``, eval/ scalars."""
+    """The single-run mode: table on stdout, ``<run-dir>/evaluation.json`` and
+    ``evaluation.png``, eval/ scalars."""
+    from metarl.plotting import plot_adaptation_curves
+
+    configure_process(args.threads)
     try:
-        path = checkpoint_path(args.run_dir, args.checkpoint)
-        loaded = load_policy(path)
+        loaded, selection = resolve(args.run_dir, args)
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    configure_process(args.threads)
+    path = loaded.path
     warn_if_seen(loaded, args.seed)
     config = loaded.config
     episodes = args.episodes or evaluation_protocol(config.env).episodes
     inner_lr = args.inner_lr or config.inner_lr
     adapt_steps = 0 if loaded.oracle else args.adapt_steps
     tasks = held_out_tasks(loaded.env, args.num_tasks, args.seed)
-    summary = evaluate_policy_curve(loaded, tasks, episodes, adapt_steps, args.seed, args.inner_lr)
+    summary = evaluate_policy_curve(
+        loaded, tasks, episodes, adapt_steps, args.seed, args.inner_lr, label="MAML"
+    )
     curve = torch.tensor(summary.returns, dtype=torch.float32)
     result = {
         "env": config.env,
@@ -167,8 +200,15 @@ def evaluate_run(args: argparse.Namespace) -> int:
         "mean_return": {str(k): float(curve[k].mean()) for k in range(adapt_steps + 1)},
         "returns": {str(k): curve[k].tolist() for k in range(adapt_steps + 1)},
     }
+    if selection is not None:
+        result["selection"] = selection.to_dict()
     text = json.dumps(result, indent=2)
     atomic_write(args.run_dir / "evaluation.json", lambda file: file.write(text.encode()))
+    title = (
+        f"{config.env.split('/')[-1]}, iteration {loaded.iteration}: {args.num_tasks} "
+        f"held-out tasks, {episodes} episodes/step"
+    )
+    plot_adaptation_curves([summary], args.run_dir / "evaluation.png", title)
     writer = SummaryWriter(str(args.run_dir))
     for k, value in result["mean_return"].items():
         writer.add_scalar(f"eval/return_step_{k}", value, loaded.env_steps)
@@ -179,7 +219,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     print("steps | mean return | std over tasks")
     for k in range(adapt_steps + 1):
         print(f"{k:5d} | {curve[k].mean():11.2f} | {curve[k].std():.2f}")
-    print(f"wrote {args.run_dir / 'evaluation.json'}")
+    print(f"wrote {args.run_dir / 'evaluation.json'} and evaluation.png")
     return 0
 
 
@@ -207,8 +247,10 @@ def compare(args: argparse.Namespace) -> int:
     from metarl.plotting import plot_adaptation_curves
 
     labels = args.labels or default_labels(args.compare)
+    configure_process(args.threads)
     try:
-        loaded = [load_policy(checkpoint_path(entry, args.checkpoint)) for entry in args.compare]
+        resolved = [resolve(entry, args) for entry in args.compare]
+        loaded = [item for item, _ in resolved]
         step_sizes: list[float | None] = []
         for value in args.inner_lrs or ["run"] * len(loaded):
             step = None if value == "run" else float(value)
@@ -221,7 +263,6 @@ def compare(args: argparse.Namespace) -> int:
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    configure_process(args.threads)
     env_id = envs.pop()
     episodes = args.episodes or evaluation_protocol(env_id).episodes
     tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)
@@ -241,9 +282,13 @@ def compare(args: argparse.Namespace) -> int:
         "episodes_per_task": episodes,
         "seed": args.seed,
         "tasks": tasks,
-        "step_schedule": "alpha for the first step, alpha/2 for later steps",
+        "step_schedule": "alpha for the first step, "
+        f"{evaluation_protocol(env_id).later_step_ratio} * alpha for later steps",
         "methods": [s.to_dict() for s in summaries],
     }
+    for method, (_, selection) in zip(result["methods"], resolved, strict=True):
+        if selection is not None:
+            method["selection"] = selection.to_dict()
     oracle = next((s for s in summaries if s.oracle), None)
     if oracle is not None:
         for method, s in zip(result["methods"], summaries, strict=True):
