@@ -48,7 +48,6 @@ from metarl.runtime import configure_process
 from metarl.selection import Selection, select_snapshot, snapshot_paths
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
