@@ -18,6 +18,7 @@ Meta-parameters may carry learned step sizes as entries named ``inner_lr.<param>
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Collection, Sequence
 
 import torch
@@ -115,16 +116,28 @@ def inner_step(
     adapted_names: Collection[str] | None = None,
 ) -> Params:
     """One policy-gradient step per task on its episodes; returns per-task parameters."""
+    loss = _task_loss(policy, estimator)
+    data = _episode_data(episodes)
+    return gradient_step(loss, params, data, step_size, per_task, 1, first_order, adapted_names)
+
+
+def _episode_data(episodes: Episodes) -> list[torch.Tensor]:
+    """What the inner loss reads of a batch, task on axis 1 (log-probs only if recorded)."""
     if episodes.advantages is None:
         raise ValueError("episodes need advantages before adaptation (see add_advantages)")
     data = [episodes.observations, episodes.actions, episodes.advantages, episodes.mask]
     if episodes.log_probs is not None:
         data.append(episodes.log_probs)
+    return data
+
+
+def _task_loss(policy: nn.Module, estimator: str) -> Callable[..., torch.Tensor]:
+    """``(params, *one task's episode data) -> inner loss``, as :func:`gradient_step` takes it."""
 
     def loss(p: Params, obs, act, adv, mask, sampling_log_probs=None) -> torch.Tensor:
         return task_inner_loss(policy, p, obs, act, adv, mask, sampling_log_probs, estimator)
 
-    return gradient_step(loss, params, data, step_size, per_task, 1, first_order, adapted_names)
+    return loss
 
 
 def adapt(
@@ -189,9 +202,9 @@ class LinearizedAdaptation:
     and backward pass behind each ``H_k``) is computed once here, so each
     :meth:`jvp`/:meth:`vjp` costs one reverse-over-reverse pass per inner step.
 
-    ``hessian_batches`` (default: ``batches``) are the batches whose averages define ``H_k``;
-    the points ``phi_k`` always come from ``batches``. Passing a subsample of the episodes
-    gives an unbiased estimate of ``J`` at the same points (the curvature subsample).
+    :meth:`with_hessians_on` gives the same linearization with each ``H_k`` averaged over
+    other batches, e.g. a subsample of the episodes: an unbiased estimate of ``J`` at the
+    same points ``phi_k``, which always come from the full batches (the curvature subsample).
 
     With learned step sizes (Meta-SGD) the meta-parameters are ``(theta, alpha)`` and
     ``d phi_k / d alpha = -grad L_k`` enters the products as well.
@@ -206,7 +219,6 @@ class LinearizedAdaptation:
         first_order: bool = False,
         estimator: str = "reinforce",
         adapted_names: Collection[str] | None = None,
-        hessian_batches: Sequence[Episodes] | None = None,
     ) -> None:
         if len(batches) == 0:
             raise ValueError("adaptation needs at least one batch of episodes")
@@ -217,25 +229,39 @@ class LinearizedAdaptation:
         self.rates = _step_rates(
             learned if learned is not None else step_size, params, adapted_names
         )
-        hessian_batches = batches if hessian_batches is None else hessian_batches
+        self._task_gradients = _task_gradients(policy, estimator)
+        self._points: list[Params] = []  # phi_{k-1}, where step k's Hessian is taken
         self._inner_gradients: list[Params] = []  # grad L_k at phi_{k-1}, per task
         self._hessian_products: list[Callable[[Params], Params]] = []
         point = _expand(params, self.num_tasks)
-        task_gradients = _task_gradients(policy, estimator)
-        for episodes, curvature_episodes in zip(batches, hessian_batches, strict=True):
+        for episodes in batches:
+            self._points.append(point)
             if first_order:
-                gradient = task_gradients(point, episodes)
+                gradient = self._task_gradients(point, episodes)
             else:
-                curvature_gradient, product = vjp(
-                    lambda p, e=curvature_episodes: task_gradients(p, e), point
-                )
-                self._hessian_products.append(lambda v, product=product: product(v)[0])
-                same = curvature_episodes is episodes
-                gradient = curvature_gradient if same else task_gradients(point, episodes)
+                gradient, product = self._hessian_product(point, episodes)
+                self._hessian_products.append(product)
             gradient = {k: v.detach() for k, v in gradient.items()}
             self._inner_gradients.append(gradient)
             point = {k: v - self.rates[k] * gradient[k] for k, v in point.items()}
         self.adapted: Params = point
+
+    def _hessian_product(
+        self, point: Params, episodes: Episodes
+    ) -> tuple[Params, Callable[[Params], Params]]:
+        """The inner gradients at ``point`` and ``v -> H v`` with their reverse pass stored."""
+        gradient, product = vjp(lambda p: self._task_gradients(p, episodes), point)
+        return gradient, lambda v: product(v)[0]
+
+    def with_hessians_on(self, hessian_batches: Sequence[Episodes]) -> LinearizedAdaptation:
+        """This linearization with ``H_k`` averaged over ``hessian_batches[k]`` instead."""
+        twin = copy.copy(self)
+        if not self.first_order:
+            twin._hessian_products = [
+                self._hessian_product(point, episodes)[1]
+                for point, episodes in zip(self._points, hessian_batches, strict=True)
+            ]
+        return twin
 
     def jvp(self, tangent: Params) -> Params:
         """``J u`` for a tangent of the meta-parameters; returns per-task tangents of ``phi``."""
@@ -277,18 +303,11 @@ class LinearizedAdaptation:
 
 def _task_gradients(policy: nn.Module, estimator: str) -> Callable[[Params, Episodes], Params]:
     """``(per-task params, episodes) -> per-task gradients of the inner loss``, batched over tasks."""
-
-    def loss(p: Params, obs, act, adv, mask, sampling_log_probs=None) -> torch.Tensor:
-        return task_inner_loss(policy, p, obs, act, adv, mask, sampling_log_probs, estimator)
+    loss = _task_loss(policy, estimator)
 
     def gradients(params: Params, episodes: Episodes) -> Params:
-        if episodes.advantages is None:
-            raise ValueError("episodes need advantages before adaptation (see add_advantages)")
-        data = [episodes.observations, episodes.actions, episodes.advantages, episodes.mask]
-        if episodes.log_probs is not None:
-            data.append(episodes.log_probs)
         # task-major, contiguous: batched kernels over a strided task axis run several times slower
-        data = [x.movedim(1, 0).contiguous() for x in data]
+        data = [x.movedim(1, 0).contiguous() for x in _episode_data(episodes)]
         return vmap(grad(loss), in_dims=(0, *[0] * len(data)))(params, *data)
 
     return gradients

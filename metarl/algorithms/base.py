@@ -52,7 +52,6 @@ class InnerLoop:
         policy: nn.Module,
         meta_params: Params,
         batches: Sequence[Episodes],
-        hessian_batches: Sequence[Episodes] | None = None,
     ) -> LinearizedAdaptation:
         """This inner loop at ``meta_params`` with exact Jacobian products (see
         :class:`~metarl.adaptation.LinearizedAdaptation`)."""
@@ -64,7 +63,6 @@ class InnerLoop:
             self.first_order,
             self.estimator,
             self.adapted_names,
-            hessian_batches,
         )
 
 

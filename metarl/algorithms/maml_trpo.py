@@ -111,7 +111,7 @@ class PostUpdateObjective:
             count = max(1, round(post.mask.shape[2] * subsample))
             pre_small = [episodes.first_episodes(count) for episodes in pre]
             post = post.first_episodes(count)
-            linearized = self.inner.linearize(self.policy, self.theta_old, pre, pre_small)
+            linearized = linearized.with_hessians_on(pre_small)
         fisher = GaussianFisher(self.policy, self.phi_old, post)
         theta = self.theta_old
 
