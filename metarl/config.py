@@ -92,6 +92,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         validate(self)
 
+    @classmethod
+    def for_env(
+        cls, env: str = "metarl/Navigation2D-v0", algo: str = "maml-trpo", **overrides: Any
+    ) -> TrainConfig:
+        """The paper's settings for ``env`` and ``algo`` (:func:`preset_for`), then ``overrides``.
+
+        ``TrainConfig(env=...)`` alone keeps the field defaults (2D navigation's); this is
+        what ``scripts/train.py --env ...`` resolves to. Unknown keys are refused by name.
+        """
+        return config_from_dict({**preset_for(env, algo), "env": env, "algo": algo, **overrides})
+
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["hidden_sizes"] = list(self.hidden_sizes)
@@ -241,6 +252,4 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {
         name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None
     }
-    env_id = given.get("env", TrainConfig.env)
-    values = {**preset_for(env_id, given.get("algo", TrainConfig.algo)), **given}
-    return config_from_dict(values)
+    return TrainConfig.for_env(**given)

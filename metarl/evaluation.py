@@ -14,6 +14,7 @@ vector appended), and the comparison of several policies on the same held-out ta
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class AdaptationStage:
     step: int
     params: Params
     per_task: bool
-    episodes: Episodes
+    episodes: Episodes | None  # None for the last stage of a trace with ``sample_last=False``
 
 
 def adaptation_trace(
@@ -72,18 +73,25 @@ def adaptation_trace(
     seed: int = 0,
     estimator: str = "reinforce",
     adapted_names: Collection[str] | None = None,
+    normalize_advantages: bool = True,
+    sample_last: bool = True,
 ) -> Iterator[AdaptationStage]:
     """Yield the rollouts after ``k = 0..len(step_sizes)`` inner steps, adapting in between.
 
     Deterministic for a given ``seed``. The adapted parameters are per task. A step size
     is a number or, for Meta-SGD, a dict of per-parameter step sizes; ``estimator`` and
-    ``adapted_names`` (ANIL) are passed to :func:`~metarl.adaptation.inner_step`.
+    ``adapted_names`` (ANIL) are passed to :func:`~metarl.adaptation.inner_step`. With
+    ``sample_last=False`` the final stage carries the adapted parameters without rollouts
+    (what adapting, as opposed to evaluating, needs).
     """
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     current, per_task = params, False
     adapt_steps = len(step_sizes)
     for k in range(adapt_steps + 1):
+        if k == adapt_steps and not sample_last:
+            yield AdaptationStage(k, current, per_task, None)
+            break
         env_seed = int(rng.integers(2**31 - 1))
         episodes = rollouts(
             policy, current, env, tasks, episodes_per_task, generator, env_seed, per_task
@@ -91,7 +99,7 @@ def adaptation_trace(
         yield AdaptationStage(k, current, per_task, episodes)
         if k == adapt_steps:
             break
-        episodes = add_advantages(episodes, gamma, gae_lambda)
+        episodes = add_advantages(episodes, gamma, gae_lambda, normalize_advantages)
         adapted = inner_step(
             policy,
             current,
@@ -120,6 +128,7 @@ def adaptation_curve(
     step_sizes: Sequence[StepSize] | None = None,
     estimator: str = "reinforce",
     adapted_names: Collection[str] | None = None,
+    normalize_advantages: bool = True,
 ) -> torch.Tensor:
     """Mean return per task after ``k = 0..adapt_steps`` inner steps: ``[adapt_steps + 1, tasks]``.
 
@@ -144,6 +153,7 @@ def adaptation_curve(
         seed,
         estimator,
         adapted_names,
+        normalize_advantages,
     )
     return torch.stack([stage.episodes.episode_returns().mean(dim=1) for stage in stages])
 
@@ -194,6 +204,7 @@ class LoadedPolicy:
     oracle: bool
     learned_step_sizes: Params | None = None  # Meta-SGD's per-parameter step sizes
     adapted_names: list[str] | None = None  # ANIL: the only parameters adapted
+    adapted: dict[str, Any] | None = None  # a saved adapted policy: its steps and task
 
     def schedule(self, steps: int, step_size: float | None = None) -> list[StepSize]:
         """Test-time step sizes: Meta-SGD's learned ones at every step unless ``step_size``
@@ -264,7 +275,16 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             None if learned is None else {name: value.float() for name, value in learned.items()}
         ),
         adapted_names=head_names(policy) if config.anil else None,
+        adapted=adapted_info(payload),
     )
+
+
+def adapted_info(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``adapted`` entry of a checkpoint saved by an adapted :class:`metarl.MetaPolicy`."""
+    info = payload.get("adapted")
+    if info is None:
+        return None
+    return json.loads(info) if isinstance(info, str) else dict(info)
 
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
@@ -360,6 +380,7 @@ def evaluate_policy_curve(
         step_sizes=schedule,
         estimator=loaded.config.inner_estimator,
         adapted_names=loaded.adapted_names,
+        normalize_advantages=loaded.config.normalize_advantages,
     )
     stats = [mean_and_ci95(row) for row in curve.double().numpy()]
     return CurveSummary(

@@ -32,20 +32,19 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from metarl.api import evaluate, resolve
 from metarl.checkpoint import CheckpointError, atomic_write
 from metarl.config import evaluation_protocol
 from metarl.evaluation import (
     CurveSummary,
     LoadedPolicy,
     adaptation_ratios,
-    checkpoint_path,
     comparison_table,
     evaluate_policy_curve,
     held_out_tasks,
-    load_policy,
 )
 from metarl.runtime import configure_process
-from metarl.selection import Selection, select_snapshot, snapshot_paths
+from metarl.selection import Selection
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,8 +136,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--labels must be distinct, got {args.labels}")
 
 
-def warn_if_seen(loaded: LoadedPolicy, seed: int) -> None:
-    if loaded.kind == "maml" and seed == loaded.config.seed:
+def warn_if_seen(kind: str, training_seed: int, seed: int) -> None:
+    if kind == "maml" and seed == training_seed:
         print(
             f"warning: --seed {seed} is the run's training seed: the held-out tasks are "
             "the first tasks it was trained on; choose another seed",
@@ -146,23 +145,24 @@ def warn_if_seen(loaded: LoadedPolicy, seed: int) -> None:
         )
 
 
-def resolve(entry: Path, args: argparse.Namespace) -> tuple[LoadedPolicy, Selection | None]:
-    """The policy an entry names; with ``--checkpoint select`` a run's validation-chosen
-    snapshot (entries that are baselines or single files are loaded as they are)."""
-    if args.checkpoint != "select" or entry.suffix == ".pt" or not snapshot_paths(entry):
-        checkpoint = "latest" if args.checkpoint == "select" else args.checkpoint
-        return load_policy(checkpoint_path(entry, checkpoint)), None
-    probe = load_policy(snapshot_paths(entry)[-1])
-    if probe.kind != "maml":
-        return probe, None
-    episodes = args.episodes or evaluation_protocol(probe.config.env).episodes
-    validation_seed = args.seed + 1 if args.validation_seed is None else args.validation_seed
-    selection = select_snapshot(entry, args.num_tasks, episodes, validation_seed, args.seed)
-    print(f"{entry}: validation return after 1 step (seed {validation_seed}) per snapshot:")
+def resolve_entry(entry: Path, args: argparse.Namespace) -> tuple[LoadedPolicy, Selection | None]:
+    """The policy an entry names (see :func:`metarl.api.resolve`), printing the validation
+    scores of ``--checkpoint select``."""
+    loaded, selection = resolve(
+        entry, args.checkpoint, args.num_tasks, args.episodes, args.seed, args.validation_seed
+    )
+    if selection is not None:
+        print_selection(entry, selection)
+    return loaded, selection
+
+
+def print_selection(entry: Path, selection: Selection) -> None:
+    print(
+        f"{entry}: validation return after 1 step (seed {selection.validation_seed}) per snapshot:"
+    )
     for iteration, _, score in selection.scores:
         mark = "  <- selected" if iteration == selection.chosen.iteration else ""
         print(f"  iteration {iteration:5d}: {score:9.2f}{mark}")
-    return selection.chosen, selection
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
@@ -172,51 +172,42 @@ def evaluate_run(args: argparse.Namespace) -> int:
 
     configure_process(args.threads)
     try:
-        loaded, selection = resolve(args.run_dir, args)
+        evaluation = evaluate(
+            args.run_dir,
+            args.num_tasks,
+            args.adapt_steps,
+            args.episodes,
+            args.seed,
+            args.inner_lr,
+            args.checkpoint,
+            args.validation_seed,
+        )
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    path = loaded.path
-    warn_if_seen(loaded, args.seed)
-    config = loaded.config
-    episodes = args.episodes or evaluation_protocol(config.env).episodes
-    inner_lr = args.inner_lr or config.inner_lr
-    adapt_steps = 0 if loaded.oracle else args.adapt_steps
-    tasks = held_out_tasks(loaded.env, args.num_tasks, args.seed)
-    summary = evaluate_policy_curve(
-        loaded, tasks, episodes, adapt_steps, args.seed, args.inner_lr, label="MAML"
-    )
-    curve = torch.tensor(summary.returns, dtype=torch.float32)
-    result = {
-        "env": config.env,
-        "checkpoint": str(path),
-        "iteration": loaded.iteration,
-        "adapt_steps": adapt_steps,
-        "num_tasks": args.num_tasks,
-        "episodes_per_task": episodes,
-        "inner_lr": inner_lr if summary.step_size is None else summary.step_size,
-        "seed": args.seed,
-        "mean_return": {str(k): float(curve[k].mean()) for k in range(adapt_steps + 1)},
-        "returns": {str(k): curve[k].tolist() for k in range(adapt_steps + 1)},
-    }
-    if selection is not None:
-        result["selection"] = selection.to_dict()
+    if evaluation.selection is not None:
+        print_selection(args.run_dir, evaluation.selection)
+    warn_if_seen(evaluation.kind, evaluation.training_seed, args.seed)
+    result = evaluation.to_dict()
     text = json.dumps(result, indent=2)
     atomic_write(args.run_dir / "evaluation.json", lambda file: file.write(text.encode()))
     title = (
-        f"{config.env.split('/')[-1]}, iteration {loaded.iteration}: {args.num_tasks} "
-        f"held-out tasks, {episodes} episodes/step"
+        f"{evaluation.env.split('/')[-1]}, iteration {evaluation.iteration}: "
+        f"{args.num_tasks} held-out tasks, {evaluation.episodes_per_task} episodes/step"
     )
-    plot_adaptation_curves([summary], args.run_dir / "evaluation.png", title)
+    plot_adaptation_curves([evaluation.summary], args.run_dir / "evaluation.png", title)
     writer = SummaryWriter(str(args.run_dir))
-    for k, value in result["mean_return"].items():
-        writer.add_scalar(f"eval/return_step_{k}", value, loaded.env_steps)
+    env_steps = evaluation.summary.env_steps
+    for k, value in enumerate(evaluation.mean_return):
+        writer.add_scalar(f"eval/return_step_{k}", value, env_steps)
     writer.close()
     print(
-        f"{config.env}, {args.num_tasks} held-out tasks, {episodes} episodes per step, checkpoint {path}"
+        f"{evaluation.env}, {args.num_tasks} held-out tasks, {evaluation.episodes_per_task} "
+        f"episodes per step, checkpoint {evaluation.checkpoint}"
     )
+    curve = torch.tensor(evaluation.returns, dtype=torch.float64)
     print("steps | mean return | std over tasks")
-    for k in range(adapt_steps + 1):
+    for k in range(evaluation.adapt_steps + 1):
         print(f"{k:5d} | {curve[k].mean():11.2f} | {curve[k].std():.2f}")
     print(f"wrote {args.run_dir / 'evaluation.json'} and evaluation.png")
     return 0
@@ -248,7 +239,7 @@ def compare(args: argparse.Namespace) -> int:
     labels = args.labels or default_labels(args.compare)
     configure_process(args.threads)
     try:
-        resolved = [resolve(entry, args) for entry in args.compare]
+        resolved = [resolve_entry(entry, args) for entry in args.compare]
         loaded = [item for item, _ in resolved]
         step_sizes: list[float | None] = []
         for value in args.inner_lrs or ["run"] * len(loaded):
@@ -267,7 +258,7 @@ def compare(args: argparse.Namespace) -> int:
     tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)
     summaries = []
     for item, label, step in zip(loaded, labels, step_sizes, strict=True):
-        warn_if_seen(item, args.seed)
+        warn_if_seen(item.kind, item.config.seed, args.seed)
         step = step if step is not None else args.inner_lr
         summaries.append(
             evaluate_policy_curve(item, tasks, episodes, args.adapt_steps, args.seed, step, label)

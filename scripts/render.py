@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         estimator=loaded.config.inner_estimator,
         adapted_names=loaded.adapted_names,
+        normalize_advantages=loaded.config.normalize_advantages,
     )
     if loaded.config.env != NAVIGATION:
         path = render_gif(loaded, task, trace, args.out, args.seed)

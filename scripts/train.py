@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from metarl.api import train
 from metarl.config import add_config_arguments, config_from_args
-from metarl.trainer import Trainer, TrainingDiverged
+from metarl.trainer import TrainingDiverged
 
 
 def default_run_dir(env: str, algo: str, seed: int) -> Path:
@@ -46,19 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = args.run_dir or default_run_dir(config.env, config.algo, config.seed)
         if args.resume and args.run_dir is None:
             raise ValueError("--resume needs --run-dir")
-        trainer = Trainer(config, run_dir, resume=args.resume)
+        print(f"run dir: {run_dir}  (tensorboard --logdir {run_dir})")
+        meta = train(config, run_dir, resume=args.resume, progress=not args.no_progress)
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"run dir: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir})")
-    try:
-        metrics = trainer.run(progress=not args.no_progress)
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    metrics = meta.training_metrics
     if metrics:
         print(
-            f"iteration {trainer.state.iteration}: return before adaptation "
+            f"iteration {meta.iteration}: return before adaptation "
             f"{metrics['charts/return_pre_adaptation']:.2f}, after "
             f"{metrics['charts/return_post_adaptation']:.2f}"
         )
