@@ -23,8 +23,6 @@ TensorBoard run per method under tensorboard/<label>.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -34,11 +32,10 @@ from torch.utils.tensorboard import SummaryWriter
 
 from metarl.api import evaluate, resolve
 from metarl.checkpoint import CheckpointError, atomic_write
+from metarl.comparison import write_comparison
 from metarl.config import evaluation_protocol
 from metarl.evaluation import (
-    CurveSummary,
     LoadedPolicy,
-    adaptation_ratios,
     comparison_table,
     evaluate_policy_curve,
     held_out_tasks,
@@ -218,23 +215,8 @@ def default_labels(entries: list[Path]) -> list[str]:
     return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
-def comparison_csv(summaries: list[CurveSummary], num_tasks: int) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["label", "kind", "inner_lr", "steps", "mean_return", "ci95_low", "ci95_high", "num_tasks"]
-    )
-    for s in summaries:
-        for k, (mean, half) in enumerate(zip(s.mean, s.ci95, strict=True)):
-            alpha = "" if s.step_size is None else s.step_size
-            row = [s.label, s.kind, alpha, k, f"{mean:.6g}", f"{mean - half:.6g}"]
-            writer.writerow([*row, f"{mean + half:.6g}", num_tasks])
-    return buffer.getvalue()
-
-
 def compare(args: argparse.Namespace) -> int:
     """The comparison mode: every entry on the same held-out tasks; table, JSON, CSV, PNG, TB."""
-    from metarl.plotting import plot_adaptation_curves
 
     labels = args.labels or default_labels(args.compare)
     configure_process(args.threads)
@@ -263,44 +245,8 @@ def compare(args: argparse.Namespace) -> int:
         summaries.append(
             evaluate_policy_curve(item, tasks, episodes, args.adapt_steps, args.seed, step, label)
         )
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    result = {
-        "env": env_id,
-        "adapt_steps": args.adapt_steps,
-        "num_tasks": args.num_tasks,
-        "episodes_per_task": episodes,
-        "seed": args.seed,
-        "tasks": tasks,
-        "step_schedule": "alpha for the first step, "
-        f"{evaluation_protocol(env_id).later_step_ratio} * alpha for later steps",
-        "methods": [s.to_dict() for s in summaries],
-    }
-    for method, (_, selection) in zip(result["methods"], resolved, strict=True):
-        if selection is not None:
-            method["selection"] = selection.to_dict()
-    oracle = next((s for s in summaries if s.oracle), None)
-    if oracle is not None:
-        for method, s in zip(result["methods"], summaries, strict=True):
-            if not s.oracle:
-                ratios = adaptation_ratios(s, oracle.mean[0])
-                method["adaptation_ratio"] = {str(k): r for k, r in enumerate(ratios)}
-    text = json.dumps(result, indent=2)
-    atomic_write(out / "comparison.json", lambda file: file.write(text.encode()))
-    table_csv = comparison_csv(summaries, args.num_tasks)
-    atomic_write(out / "comparison.csv", lambda file: file.write(table_csv.encode()))
-    for s in summaries:
-        log_dir = out / "tensorboard" / s.label
-        for stale in log_dir.glob("events.out.tfevents.*"):  # a previous comparison's
-            stale.unlink()
-        writer = SummaryWriter(str(log_dir))
-        for k, (mean, half) in enumerate(zip(s.mean, s.ci95, strict=True)):
-            writer.add_scalar("eval/return", mean, k)
-            writer.add_scalar("eval/return_ci95_low", mean - half, k)
-            writer.add_scalar("eval/return_ci95_high", mean + half, k)
-        writer.close()
-    title = f"{env_id.split('/')[-1]}: {args.num_tasks} held-out tasks, {episodes} episodes/step"
-    plot_adaptation_curves(summaries, out / "comparison.png", title)
+    selections = [selection for _, selection in resolved]
+    write_comparison(args.out, summaries, env_id, tasks, episodes, args.seed, selections)
     print(
         f"{env_id}, {args.num_tasks} held-out tasks (seed {args.seed}), {episodes} episodes per "
         "step; mean return ± 95% CI over tasks"
@@ -308,7 +254,7 @@ def compare(args: argparse.Namespace) -> int:
     print(comparison_table(summaries, args.adapt_steps))
     for s in summaries:
         print(f"  {s.label}: {s.kind}, {s.path} (iteration {s.iteration}, {s.env_steps} env steps)")
-    print(f"wrote {out / 'comparison.json'}, comparison.csv, comparison.png, tensorboard/")
+    print(f"wrote {args.out / 'comparison.json'}, comparison.csv, comparison.png, tensorboard/")
     return 0
 
 
