@@ -19,7 +19,7 @@ from typing import Any
 
 from metarl.baselines import PPOSettings, baseline_config, train_baseline
 from metarl.checkpoint import load_checkpoint
-from metarl.comparison import comparison_dict, write_comparison, write_text
+from metarl.comparison import write_comparison, write_text
 from metarl.config import TrainConfig, evaluation_protocol, load_config
 from metarl.evaluation import (
     CurveSummary,
@@ -291,10 +291,9 @@ class Reproduction:
         env_id = settings.config.env
         tasks = held_out_tasks(maml.env, settings.num_tasks, settings.seed)
         episodes = settings.episodes_per_step
-        write_comparison(
+        table = write_comparison(
             self.out / "comparison", summaries, env_id, tasks, episodes, settings.seed, selections
         )
-        table = comparison_dict(summaries, env_id, tasks, episodes, settings.seed, selections)
         reached = int(load_checkpoint(self.out / "maml" / "checkpoints" / "latest.pt")["iteration"])
         table["training"] = {
             "iterations_reached": reached,
