@@ -17,7 +17,9 @@ at their clipped value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import mujoco
@@ -27,10 +29,39 @@ from envs.base import TaskEnv, control_cost
 from envs.mujoco_batched import initial_state
 
 
+_TOTAL_MASS = re.compile(r'\s+settotalmass="([^"]+)"')
+
+
+def load_model(path: str | Path) -> mujoco.MjModel:
+    """Compile a model file as MuJoCo would, without its deprecated ``settotalmass``.
+
+    MuJoCo warns about that compiler attribute (Gymnasium's HalfCheetah uses it) and writes
+    the warning to ``MUJOCO_LOG.TXT`` in the working directory. Here the attribute is
+    removed before compiling and applied afterwards with ``mj_setTotalmass`` and
+    ``mj_setConst``, as MuJoCo's message advises: the masses and inertias are the same.
+    """
+    text = Path(path).read_text()
+    match = _TOTAL_MASS.search(text)
+    if match is None:
+        return mujoco.MjModel.from_xml_path(str(path))
+    model = mujoco.MjModel.from_xml_string(_TOTAL_MASS.sub("", text, count=1))
+    mujoco.mj_setTotalmass(model, float(match.group(1)))
+    mujoco.mj_setConst(model, mujoco.MjData(model))
+    return model
+
+
 class MujocoTaskEnv(TaskEnv):
     """Mixin for a Gymnasium ``MujocoEnv`` task env; put it before the Gymnasium class."""
 
     form: str = "paper"
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        """Gymnasium's model set-up, compiled by :func:`load_model` (no MuJoCo warnings)."""
+        model = load_model(self.fullpath)  # type: ignore[attr-defined]
+        width, height = self.width, self.height  # type: ignore[attr-defined]
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        return model, mujoco.MjData(model)
 
     def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
         """A validated task's parameters as a float64 vector (the reward's view of it)."""

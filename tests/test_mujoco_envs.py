@@ -416,3 +416,29 @@ def test_ant_paper_form_is_refused_with_a_clear_error():
         gym.make("metarl/AntVel-v0", form="paper")
     with pytest.raises(ValueError, match="unknown env form"):
         gym.make("metarl/HalfCheetahVel-v0", form="v4")
+
+
+@pytest.mark.parametrize("form", ["paper", "v5"])
+def test_envs_write_nothing_to_the_working_directory(form, tmp_path, monkeypatch):
+    """MuJoCo writes MUJOCO_LOG.TXT into the cwd when a model uses deprecated attributes."""
+    monkeypatch.chdir(tmp_path)
+    for env_id in ENV_IDS if form == "v5" else CHEETAH_IDS:
+        env = gym.make(env_id, form=form)
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        env.unwrapped.batched(2)
+        env.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cheetah_model_without_settotalmass_has_the_same_masses(tmp_path, monkeypatch):
+    import mujoco
+
+    monkeypatch.chdir(tmp_path)  # the reference compile below warns into the cwd
+    env = task_env("metarl/HalfCheetahDir-v0", "paper")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = mujoco.MjModel.from_xml_path(env.fullpath)
+    assert np.isclose(env.model.body_mass.sum(), 14.0)
+    for field in ("body_mass", "body_inertia", "dof_invweight0", "actuator_acc0"):
+        np.testing.assert_array_equal(getattr(env.model, field), getattr(reference, field))
