@@ -28,7 +28,6 @@ import numpy as np
 from envs.base import TaskEnv, control_cost
 from envs.mujoco_batched import initial_state
 
-
 _TOTAL_MASS = re.compile(r'\s+settotalmass="([^"]+)"')
 
 
