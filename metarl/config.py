@@ -9,9 +9,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import re
 import typing
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from metarl import cli
 
 ALGORITHMS = ("maml-trpo", "promp", "reptile")
 ESTIMATORS = ("reinforce", "lvc", "dice")
@@ -27,12 +33,14 @@ class TrainConfig:
 
     env: str = _opt("metarl/Navigation2D-v0", "environment id (task distribution)")
     algo: str = _opt("maml-trpo", "outer algorithm", choices=ALGORITHMS)
-    iterations: int = _opt(500, "number of meta-iterations", minimum=1)
-    seed: int = _opt(0, "random seed (tasks, actions, env noise)", minimum=0)
-    meta_batch_size: int = _opt(20, "tasks per meta-iteration", minimum=1)
-    episodes_per_task: int = _opt(20, "episodes per task per inner step (K)", minimum=1)
-    inner_steps: int = _opt(1, "inner gradient steps at training time", minimum=1)
-    inner_lr: float = _opt(0.1, "inner step size alpha", positive=True)
+    iterations: int = _opt(500, "number of meta-iterations", minimum=1, maximum=10**7)
+    seed: int = _opt(0, "random seed (tasks, actions, env noise)", minimum=0, maximum=2**32 - 1)
+    meta_batch_size: int = _opt(20, "tasks per meta-iteration", minimum=1, maximum=10**4)
+    episodes_per_task: int = _opt(
+        20, "episodes per task per inner step (K)", minimum=1, maximum=10**5
+    )
+    inner_steps: int = _opt(1, "inner gradient steps at training time", minimum=1, maximum=100)
+    inner_lr: float = _opt(0.1, "inner step size alpha", positive=True, maximum=100.0)
     first_order: bool = _opt(False, "first-order MAML: no gradient through the inner step")
     inner_estimator: str = _opt(
         "reinforce", "inner policy-gradient objective (promp defaults to lvc)", choices=ESTIMATORS
@@ -47,7 +55,10 @@ class TrainConfig:
     hidden_sizes: tuple[int, ...] = _opt((100, 100), "hidden layer sizes of the policy MLP")
     activation: str = _opt("relu", "hidden activation", choices=("relu", "tanh"))
     init_std: float = _opt(
-        1.0, "initial action standard deviation (policy units, actions in [-1, 1])", positive=True
+        1.0,
+        "initial action standard deviation (policy units, actions in [-1, 1])",
+        positive=True,
+        maximum=1000.0,
     )
     init: str = _opt(
         "glorot",
@@ -56,24 +67,38 @@ class TrainConfig:
         choices=("glorot", "torch"),
     )
     max_kl: float = _opt(
-        0.01, "TRPO trust region: max mean KL of the post-update policies", positive=True
+        0.01,
+        "TRPO trust region: max mean KL of the post-update policies",
+        positive=True,
+        maximum=10.0,
+        sensible=0.1,
     )
-    cg_iterations: int = _opt(10, "conjugate-gradient iterations", minimum=1)
-    cg_damping: float = _opt(1e-5, "damping added to the KL Hessian", minimum=0)
-    line_search_steps: int = _opt(15, "backtracking line-search steps", minimum=1)
+    cg_iterations: int = _opt(10, "conjugate-gradient iterations", minimum=1, maximum=10**4)
+    cg_damping: float = _opt(1e-5, "damping added to the KL Hessian", minimum=0, maximum=1e6)
+    line_search_steps: int = _opt(15, "backtracking line-search steps", minimum=1, maximum=1000)
     line_search_ratio: float = _opt(0.8, "line-search shrink factor", interval=(0.0, 1.0))
     fisher_subsample: float = _opt(
         1.0,
         "fraction of episodes used for KL Hessian-vector products (1 = exact)",
         interval=(0.0, 1.0),
     )
-    promp_learning_rate: float = _opt(1e-3, "ProMP: Adam learning rate", positive=True)
-    promp_outer_steps: int = _opt(5, "ProMP: Adam steps per meta-batch", minimum=1)
-    promp_clip: float = _opt(0.3, "ProMP: clipping range of the likelihood ratio", positive=True)
-    promp_kl_coeff: float = _opt(5e-4, "ProMP: initial KL penalty coefficient eta", minimum=0)
+    promp_learning_rate: float = _opt(
+        1e-3, "ProMP: Adam learning rate", positive=True, maximum=10.0
+    )
+    promp_outer_steps: int = _opt(5, "ProMP: Adam steps per meta-batch", minimum=1, maximum=10**4)
+    promp_clip: float = _opt(
+        0.3, "ProMP: clipping range of the likelihood ratio", positive=True, maximum=10.0
+    )
+    promp_kl_coeff: float = _opt(
+        5e-4, "ProMP: initial KL penalty coefficient eta", minimum=0, maximum=1e6
+    )
     promp_adaptive_kl: bool = _opt(False, "ProMP: adapt eta towards promp_kl_target")
-    promp_kl_target: float = _opt(0.01, "ProMP: KL target of the adaptive penalty", positive=True)
-    reptile_step_size: float = _opt(0.1, "Reptile: outer step size epsilon", positive=True)
+    promp_kl_target: float = _opt(
+        0.01, "ProMP: KL target of the adaptive penalty", positive=True, maximum=10.0
+    )
+    reptile_step_size: float = _opt(
+        0.1, "Reptile: outer step size epsilon", positive=True, maximum=10.0
+    )
     checkpoint_every: int = _opt(10, "save a checkpoint every N iterations", minimum=1)
     keep_checkpoints: int = _opt(
         3, "numbered checkpoints to keep (plus latest and best)", minimum=1
@@ -84,7 +109,7 @@ class TrainConfig:
         "kept one every 25); evaluate.py --select picks among them on validation tasks",
         minimum=1,
     )
-    threads: int = _opt(2, "torch CPU threads", minimum=1)
+    threads: int = _opt(2, "torch CPU threads", minimum=1, maximum=1024)
     max_consecutive_failures: int = _opt(
         10, "stop after this many consecutive rejected (non-finite) updates", minimum=1
     )
@@ -168,36 +193,74 @@ def _fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+MAX_HIDDEN_LAYERS, MAX_HIDDEN_UNITS = 16, 65536
+
+
+def _check_type(name: str, kind: Any, value: Any) -> None:
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError(f"config {name!r} must be true or false, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"config {name!r} must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"config {name!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"config {name!r} must be a finite number, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ValueError(f"config {name!r} must be a string, got {value!r}")
+
+
+def _check_range(name: str, meta: Mapping[str, Any], value: Any) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise ValueError(f"config {name!r} must be one of {list(meta['choices'])}, got {value!r}")
+    if "minimum" in meta and value < meta["minimum"]:
+        raise ValueError(f"config {name!r} must be >= {meta['minimum']}, got {value!r}")
+    if meta.get("positive") and not value > 0:
+        raise ValueError(f"config {name!r} must be positive, got {value!r}")
+    if "interval" in meta:
+        low, high = meta["interval"]
+        if name in ("gamma", "gae_lambda"):  # 0 is allowed: no discounting, TD(0)
+            if not low <= value <= high:
+                raise ValueError(f"config {name!r} must be in [{low}, {high}], got {value!r}")
+        elif not low < value <= high:
+            raise ValueError(f"config {name!r} must be in ({low}, {high}], got {value!r}")
+    if "maximum" in meta and value > meta["maximum"]:
+        raise ValueError(
+            f"config {name!r} must be <= {meta['maximum']} (larger cannot run sensibly), "
+            f"got {value!r}"
+        )
+    if "sensible" in meta and value > meta["sensible"]:
+        warnings.warn(
+            f"config {name!r} = {value!r} is far above any sensible value (the paper's are "
+            f"0.01-0.02; above {meta['sensible']:g} the trust region no longer holds the "
+            "step near the data)",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def validate(config: TrainConfig) -> None:
-    """Raise ``ValueError`` naming the first field whose type or value is wrong."""
+    """Raise ``ValueError`` naming the first field whose type or value is wrong.
+
+    Numbers must be finite and inside a range that can run; a legal but unusual value
+    (a trust region far beyond any sensible KL) gets a warning.
+    """
     hints = typing.get_type_hints(TrainConfig)
     for name, spec in _fields().items():
         value = getattr(config, name)
-        kind = hints[name]
-        if kind is bool and not isinstance(value, bool):
-            raise ValueError(f"config {name!r} must be true or false, got {value!r}")
-        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"config {name!r} must be an integer, got {value!r}")
-        if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ValueError(f"config {name!r} must be a number, got {value!r}")
-        if kind is str and not isinstance(value, str):
-            raise ValueError(f"config {name!r} must be a string, got {value!r}")
-        meta = spec.metadata
-        if "choices" in meta and value not in meta["choices"]:
-            raise ValueError(
-                f"config {name!r} must be one of {list(meta['choices'])}, got {value!r}"
-            )
-        if "minimum" in meta and value < meta["minimum"]:
-            raise ValueError(f"config {name!r} must be >= {meta['minimum']}, got {value!r}")
-        if meta.get("positive") and not value > 0:
-            raise ValueError(f"config {name!r} must be positive, got {value!r}")
-        if "interval" in meta:
-            low, high = meta["interval"]
-            if not (low < value <= high) and not (name in ("gamma", "gae_lambda") and value == 0):
-                raise ValueError(f"config {name!r} must be in ({low}, {high}], got {value!r}")
+        _check_type(name, hints[name], value)
+        _check_range(name, spec.metadata, value)
     sizes = config.hidden_sizes
-    if not isinstance(sizes, tuple) or not all(isinstance(s, int) and s > 0 for s in sizes):
-        raise ValueError(f"config 'hidden_sizes' must be positive integers, got {sizes!r}")
+    if not isinstance(sizes, tuple) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_HIDDEN_UNITS for s in sizes
+    ):
+        raise ValueError(
+            f"config 'hidden_sizes' must be integers in [1, {MAX_HIDDEN_UNITS}], got {sizes!r}"
+        )
+    if len(sizes) > MAX_HIDDEN_LAYERS:
+        raise ValueError(
+            f"config 'hidden_sizes' may have at most {MAX_HIDDEN_LAYERS} layers, got {len(sizes)}"
+        )
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
@@ -228,6 +291,22 @@ def load_config(path: str) -> TrainConfig:
     return config_from_dict(values)
 
 
+def _flag_type(name: str, kind: Any, meta: Mapping[str, Any]) -> Callable[[str], Any]:
+    """The argparse type of a field: its type, finiteness and range checked at parse time."""
+    if kind is int:
+        return cli.integer(meta.get("minimum", 0), meta.get("maximum", cli.MAX_COUNT))
+    if kind is float:
+        maximum = meta.get("maximum", math.inf)
+        if "interval" in meta:
+            low, high = meta["interval"]
+            closed = name in ("gamma", "gae_lambda")  # 0 is allowed: no discounting
+            return cli.number(low, high, open_minimum=not closed)
+        if meta.get("positive"):
+            return cli.number(0.0, maximum, open_minimum=True)
+        return cli.number(meta.get("minimum", -math.inf), maximum)
+    return kind
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per config field, with its help text; unset flags stay ``None``."""
     hints = typing.get_type_hints(TrainConfig)
@@ -240,10 +319,20 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         elif name == "hidden_sizes":
-            parser.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
+            parser.add_argument(
+                flag,
+                type=cli.integer(1, MAX_HIDDEN_UNITS),
+                nargs="+",
+                default=None,
+                help=help_text,
+            )
         else:
             parser.add_argument(
-                flag, type=kind, default=None, help=help_text, choices=spec.metadata.get("choices")
+                flag,
+                type=_flag_type(name, kind, spec.metadata),
+                default=None,
+                help=help_text,
+                choices=spec.metadata.get("choices"),
             )
 
 
@@ -252,4 +341,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {
         name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None
     }
-    return TrainConfig.for_env(**given)
+    try:
+        return TrainConfig.for_env(**given)
+    except ValueError as error:  # name the flag, not the config key
+        message = re.sub(
+            r"config '(\w+)'", lambda m: "--" + m.group(1).replace("_", "-"), str(error)
+        )
+        raise ValueError(message) from None

@@ -29,10 +29,26 @@ from pathlib import Path
 
 import torch
 
+from metarl import cli
 from metarl.baselines import KINDS, PPOSettings, baseline_config, train_baseline
+from metarl.config import MAX_HIDDEN_UNITS
+
+# the range of each PPO flag (SB3 itself only fails later, deep inside training)
+PPO_FLAG_TYPES = {
+    "timesteps": cli.count,
+    "num_envs": cli.integer(1, 1024),
+    "n_steps": cli.integer(2, 10**6),
+    "batch_size": cli.integer(2, 10**6),  # SB3 asserts > 1
+    "n_epochs": cli.integer(1, 10**4),
+    "learning_rate": cli.number(0, 10, open_minimum=True),
+    "gamma": cli.number(0, 1),
+    "gae_lambda": cli.number(0, 1),
+    "clip_range": cli.number(0, 10, open_minimum=True),
+    "ent_coef": cli.number(0, 10),
+}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -40,38 +56,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--env", default="metarl/Navigation2D-v0", help="environment id")
     parser.add_argument(
-        "--hidden-sizes", type=int, nargs="+", default=[100, 100], help="(default: 100 100)"
+        "--hidden-sizes",
+        type=cli.integer(1, MAX_HIDDEN_UNITS),
+        nargs="+",
+        default=[100, 100],
+        help="(default: 100 100)",
     )
     parser.add_argument("--activation", choices=("relu", "tanh"), default="relu")
     parser.add_argument(
-        "--init-std", type=float, default=1.0, help="initial action std (default: 1.0)"
+        "--init-std",
+        type=cli.number(0, 1000, open_minimum=True),
+        default=1.0,
+        help="initial action std (default: 1.0)",
     )
     parser.add_argument(
         "--inner-lr",
-        type=float,
+        type=cli.step_size,
         default=0.1,
         help="fine-tuning step size stored with the baseline (evaluate.py can override)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    parser.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0, 1)")
+    parser.add_argument("--seed", type=cli.seed, default=0, help="seed (default: 0)")
+    parser.add_argument(
+        "--threads", type=cli.threads, default=1, help="torch CPU threads (default: 1)"
+    )
+    parser.add_argument("--verbose", type=cli.integer(0, 2), default=0, help="SB3 verbosity (0, 1)")
     defaults = PPOSettings()
     for field in dataclasses.fields(PPOSettings):
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
-            type=type(getattr(defaults, field.name)),
+            type=PPO_FLAG_TYPES[field.name],
             default=getattr(defaults, field.name),
             help=f"PPO {field.name} (default: {getattr(defaults, field.name)})",
         )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        if args.init_std <= 0 or args.inner_lr <= 0 or args.threads <= 0:
-            raise ValueError("--init-std, --inner-lr and --threads must be positive")
         ppo = PPOSettings(
             **{f.name: getattr(args, f.name) for f in dataclasses.fields(PPOSettings)}
         )
-        if ppo.timesteps <= 0 or ppo.num_envs <= 0 or ppo.n_steps <= 0 or ppo.batch_size <= 0:
-            raise ValueError("--timesteps, --num-envs, --n-steps and --batch-size must be positive")
         config = baseline_config(
             args.env,
             tuple(args.hidden_sizes),
@@ -96,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -13,16 +13,18 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 
 from envs import make_task_env
+from metarl import cli
 from metarl.adaptation import split_meta_params
 from metarl.advantages import add_advantages
 from metarl.algorithms.maml_trpo import MetaBatch
-from metarl.config import config_from_dict, preset_for
+from metarl.config import MAX_HIDDEN_UNITS, config_from_dict, preset_for
 from metarl.runtime import configure_process
 from metarl.sampler import rollouts
 from metarl.trainer import initial_meta_params, make_algorithm, make_policy
@@ -80,7 +82,9 @@ def parse_overrides(text: str) -> dict:
     """``"algo=promp,first_order=true"`` -> ``{"algo": "promp", "first_order": True}``."""
     values: dict = {}
     for item in text.split(","):
-        key, _, raw = item.partition("=")
+        key, equals, raw = item.partition("=")
+        if not key or not equals:
+            raise ValueError(f"--variants entries are key=value[,key=value], got {text!r}")
         if raw.lower() in ("true", "false"):
             values[key] = raw.lower() == "true"
             continue
@@ -93,23 +97,28 @@ def parse_overrides(text: str) -> dict:
     return values
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--env", default="metarl/Navigation2D-v0")
     parser.add_argument(
-        "--iterations", type=int, default=5, help="timed meta-iterations per setting"
+        "--iterations",
+        type=cli.integer(1, 10**4),
+        default=5,
+        help="timed meta-iterations per setting",
     )
     parser.add_argument(
         "--fisher-subsample",
-        type=float,
+        type=cli.number(0, 1, open_minimum=True),
         nargs="*",
         default=[0.1],
         help="MAML-TRPO curvature subsamples to time besides exact",
     )
-    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[100, 100])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--hidden-sizes", type=cli.integer(1, MAX_HIDDEN_UNITS), nargs="+", default=[100, 100]
+    )
+    parser.add_argument("--threads", type=cli.threads, default=2)
     parser.add_argument(
         "--variants",
         nargs="*",
@@ -117,7 +126,23 @@ def main() -> None:
         help="more settings to time, each 'key=value[,key=value]' of config overrides, "
         "e.g. algo=promp first_order=true inner_estimator=dice",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = [{"fisher_subsample": f} for f in [1.0, *args.fisher_subsample]]
+        settings += [parse_overrides(text) for text in args.variants]
+        base = {"env": args.env, "hidden_sizes": args.hidden_sizes, "threads": args.threads}
+        configs = []
+        for overrides in settings:
+            preset = preset_for(args.env, overrides.get("algo", "maml-trpo"))
+            configs.append(config_from_dict({**preset, **base, **overrides}))
+            make_task_env(args.env)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     configure_process(args.threads)
     print(
         f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
@@ -126,19 +151,15 @@ def main() -> None:
     print(
         f"{'setting':<40} {'sampling':>9} {'adapt':>7} {'post':>7} {'outer':>7} {'total s/it':>10}"
     )
-    base = {"env": args.env, "hidden_sizes": args.hidden_sizes, "threads": args.threads}
-    settings = [{"fisher_subsample": f} for f in [1.0, *args.fisher_subsample]]
-    settings += [parse_overrides(text) for text in args.variants]
-    for overrides in settings:
-        preset = preset_for(args.env, overrides.get("algo", "maml-trpo"))
-        config = config_from_dict({**preset, **base, **overrides})
+    for overrides, config in zip(settings, configs, strict=True):
         t = time_iterations(config, args.iterations)
         label = ",".join(f"{k}={v}" for k, v in overrides.items())
         print(
             f"{label:<40} {t['sampling']:>9.3f} {t['adaptation']:>7.3f} "
             f"{t['post_sampling']:>7.3f} {t['outer_step']:>7.3f} {t['total']:>10.3f}"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

@@ -31,6 +31,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs.half_cheetah import HalfCheetahVelEnv
+from metarl import cli
 
 
 @dataclass(frozen=True)
@@ -46,19 +47,35 @@ class Result:
         return self.copies * self.steps / self.seconds
 
 
-def parse_args() -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--copies", type=int, default=800, help="batched copies (tasks x episodes)")
-    parser.add_argument("--steps", type=int, default=200, help="env steps per copy")
-    parser.add_argument("--threads", type=int, default=2, help="physics threads")
-    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--vec-envs", type=int, default=8, help="envs in the gymnasium vector envs")
-    parser.add_argument("--vec-steps", type=int, default=200, help="steps of the vector envs")
     parser.add_argument(
-        "--repeats", type=int, default=2, help="rounds over all rows; each row keeps its best"
+        "--copies",
+        type=cli.integer(1, 10**5),
+        default=800,
+        help="batched copies (tasks x episodes)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    parser.add_argument(
+        "--steps", type=cli.integer(1, 10**6), default=200, help="env steps per copy"
+    )
+    parser.add_argument("--threads", type=cli.threads, default=2, help="physics threads")
+    parser.add_argument(
+        "--torch-threads", type=cli.threads, default=1, help="torch intra-op threads"
+    )
+    parser.add_argument(
+        "--vec-envs", type=cli.integer(1, 1024), default=8, help="envs in the gymnasium vector envs"
+    )
+    parser.add_argument(
+        "--vec-steps", type=cli.integer(1, 10**6), default=200, help="steps of the vector envs"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=cli.integer(1, 100),
+        default=2,
+        help="rounds over all rows; each row keeps its best",
+    )
+    parser.add_argument("--seed", type=cli.seed, default=0)
+    return parser
 
 
 class GaussianMLP(nn.Module):
@@ -144,8 +161,8 @@ def time_vector_env(policy: GaussianMLP, args: argparse.Namespace, asynchronous:
     return Result(name, args.vec_envs, args.vec_steps, seconds, cpu)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     torch.manual_seed(args.seed)
     probe = HalfCheetahVelEnv()
@@ -182,7 +199,8 @@ def main() -> None:
         f"best batched: {best_batched.steps_per_second / limit:.0%} of open loop, "
         f"{best_batched.steps_per_second / best_vector.steps_per_second:.1f}x the best vector env"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from metarl import cli
 from metarl.api import evaluate, resolve
 from metarl.checkpoint import CheckpointError, atomic_write
 from metarl.comparison import write_comparison
@@ -77,45 +78,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--validation-seed",
-        type=int,
+        type=cli.seed,
         default=None,
         help="seed of the validation tasks of --checkpoint select (default: --seed + 1)",
     )
-    parser.add_argument("--num-tasks", type=int, default=40, help="held-out tasks (default: 40)")
     parser.add_argument(
-        "--adapt-steps", type=int, default=3, help="largest number of inner steps K (default: 3)"
+        "--num-tasks", type=cli.integer(1, 10**5), default=40, help="held-out tasks (default: 40)"
+    )
+    parser.add_argument(
+        "--adapt-steps",
+        type=cli.integer(0, 100),
+        default=3,
+        help="largest number of inner steps K (default: 3)",
     )
     parser.add_argument(
         "--episodes",
-        type=int,
+        type=cli.integer(1, 10**5),
         default=None,
         help="episodes per task per step (default: the paper's for the env: 40 for 2D "
         "navigation and AntDir, else 20)",
     )
     parser.add_argument(
         "--inner-lr",
-        type=float,
+        type=cli.step_size,
         default=None,
         help="first step size (default: the run's inner_lr); later steps use the paper's "
         "schedule for the env (half, or 1/100 for AntDir)",
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=cli.seed,
         default=1234,
         help="seed of the held-out tasks and rollouts (default: 1234)",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    parser.add_argument(
+        "--threads", type=cli.threads, default=2, help="torch CPU threads (default: 2)"
+    )
     return parser
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    for name in ("num_tasks", "episodes", "inner_lr", "threads"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.adapt_steps < 0:
-        raise ValueError(f"--adapt-steps must be >= 0, got {args.adapt_steps}")
     if (args.run_dir is None) == (args.compare is None):
         raise ValueError("give either --run-dir (one run) or --compare DIR [DIR ...]")
     if args.compare is None:
@@ -129,6 +131,12 @@ def check_arguments(args: argparse.Namespace) -> None:
                 f"--{name.replace('_', '-')} has {len(given)} entries for "
                 f"{len(args.compare)} --compare entries"
             )
+    for value in args.inner_lrs or []:
+        if value != "run":
+            try:
+                cli.step_size(value)
+            except argparse.ArgumentTypeError as error:
+                raise ValueError(f"--inner-lrs entries {error} (or 'run')") from None
     if args.labels is not None and len(set(args.labels)) != len(args.labels):
         raise ValueError(f"--labels must be distinct, got {args.labels}")
 
@@ -225,10 +233,7 @@ def compare(args: argparse.Namespace) -> int:
         loaded = [item for item, _ in resolved]
         step_sizes: list[float | None] = []
         for value in args.inner_lrs or ["run"] * len(loaded):
-            step = None if value == "run" else float(value)
-            if step is not None and step <= 0:
-                raise ValueError(f"--inner-lrs entries must be positive or 'run', got {value}")
-            step_sizes.append(step)
+            step_sizes.append(None if value == "run" else float(value))
         envs = {item.config.env for item in loaded}
         if len(envs) != 1:
             raise ValueError(f"cannot compare policies of different envs: {sorted(envs)}")
@@ -270,4 +275,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -13,10 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from metarl import cli
 from metarl.plotting import LEARNING_TAGS, plot_learning_curves
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -29,18 +30,23 @@ def main(argv: list[str] | None = None) -> int:
         "--tags", nargs="+", default=list(LEARNING_TAGS), help="scalar tags, one panel each"
     )
     parser.add_argument(
-        "--smoothing", type=int, default=1, help="moving-average window in logged points"
+        "--smoothing",
+        type=cli.integer(1, 10**6),
+        default=1,
+        help="moving-average window in logged points",
     )
     parser.add_argument("--title", default="", help="figure title")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.labels is not None and len(args.labels) != len(args.runs):
             raise ValueError(f"--labels has {len(args.labels)} entries for {len(args.runs)} runs")
         missing = [str(run) for run in args.runs if not run.is_dir()]
         if missing:
             raise ValueError(f"run folder(s) not found: {missing}")
-        if args.smoothing < 1:
-            raise ValueError(f"--smoothing must be >= 1, got {args.smoothing}")
         labels = args.labels or [run.name for run in args.runs]
         path = plot_learning_curves(
             list(zip(labels, args.runs, strict=True)),
@@ -57,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

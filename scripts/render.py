@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metarl import cli
 from metarl.checkpoint import CheckpointError
 from metarl.evaluation import (
     AdaptationStage,
@@ -99,26 +100,37 @@ def render_gif(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--run-dir", type=Path, required=True, help="a run or baseline folder")
     parser.add_argument("--checkpoint", default="latest", help="'latest', 'best' or a .pt path")
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
-    parser.add_argument("--adapt-steps", type=int, default=1, help="inner steps (default: 1)")
     parser.add_argument(
-        "--episodes", type=int, default=40, help="episodes per adaptation step (default: 40)"
+        "--adapt-steps", type=cli.integer(0, 100), default=1, help="inner steps (default: 1)"
     )
-    parser.add_argument("--show", type=int, default=5, help="paths drawn per stage (default: 5)")
-    parser.add_argument("--inner-lr", type=float, default=None, help="first step size")
-    parser.add_argument("--seed", type=int, default=1234, help="held-out task seed")
-    parser.add_argument("--task-index", type=int, default=0, help="which held-out task")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--episodes",
+        type=cli.integer(1, 10**4),
+        default=40,
+        help="episodes per adaptation step (default: 40)",
+    )
+    parser.add_argument(
+        "--show", type=cli.integer(1, 1000), default=5, help="paths drawn per stage (default: 5)"
+    )
+    parser.add_argument("--inner-lr", type=cli.step_size, default=None, help="first step size")
+    parser.add_argument("--seed", type=cli.seed, default=1234, help="held-out task seed")
+    parser.add_argument(
+        "--task-index", type=cli.integer(0, 10**4), default=0, help="which held-out task"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     try:
-        if args.adapt_steps < 0 or args.episodes <= 0 or args.show <= 0 or args.task_index < 0:
-            raise ValueError("--adapt-steps, --task-index must be >= 0; --episodes, --show > 0")
         path = checkpoint_path(args.run_dir, args.checkpoint)
         # offscreen MuJoCo rendering must be chosen before mujoco is first imported
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -184,4 +196,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from metarl import cli
 from metarl.config import add_config_arguments, config_from_args
 from metarl.reproduction import (
     BASELINE_KINDS,
@@ -41,24 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     parser.add_argument(
         "--budget-iterations",
-        type=int,
+        type=cli.count,
         default=None,
         help="stop meta-training at this iteration if before the paper's snapshot (the table says so)",
     )
     parser.add_argument(
-        "--num-tasks", type=int, default=40, help="held-out test tasks (default: 40)"
+        "--num-tasks",
+        type=cli.integer(1, 10**5),
+        default=40,
+        help="held-out test tasks (default: 40)",
     )
     parser.add_argument(
-        "--adapt-steps", type=int, default=3, help="largest step count (default: 3)"
+        "--adapt-steps", type=cli.integer(1, 100), default=3, help="largest step count (default: 3)"
     )
     parser.add_argument(
-        "--episodes", type=int, default=None, help="episodes per step (default: the env's protocol)"
+        "--episodes",
+        type=cli.integer(1, 10**5),
+        default=None,
+        help="episodes per step (default: the env's protocol)",
     )
     parser.add_argument(
-        "--test-seed", type=int, default=1234, help="test tasks' seed (default: 1234)"
+        "--test-seed", type=cli.seed, default=1234, help="test tasks' seed (default: 1234)"
     )
     parser.add_argument(
-        "--validation-seed", type=int, default=4321, help="validation tasks' seed (default: 4321)"
+        "--validation-seed",
+        type=cli.seed,
+        default=4321,
+        help="validation tasks' seed (default: 4321)",
     )
     parser.add_argument(
         "--baselines",
@@ -68,10 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="baselines to train and compare (default: all)",
     )
     parser.add_argument(
-        "--pretrained-timesteps", type=int, default=1_000_000, help="PPO steps (default: 1M)"
+        "--pretrained-timesteps", type=cli.count, default=1_000_000, help="PPO steps (default: 1M)"
     )
     parser.add_argument(
-        "--oracle-timesteps", type=int, default=2_000_000, help="PPO steps (default: 2M)"
+        "--oracle-timesteps", type=cli.count, default=2_000_000, help="PPO steps (default: 2M)"
     )
     add_config_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,15 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> ReproductionSettings:
-    for name in ("budget_iterations", "num_tasks", "episodes"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    for name in ("pretrained_timesteps", "oracle_timesteps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.adapt_steps < 1:
-        raise ValueError(f"--adapt-steps must be >= 1, got {args.adapt_steps}")
     args.env = args.env_id
     config = config_from_args(args)
     target = args.iterations or paper_iteration(config.env)
@@ -124,4 +125,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -14,22 +14,27 @@ import argparse
 import numpy as np
 import torch
 
+from metarl import cli
 from metarl.sinusoid import SinusoidTasks, adaptation_losses, meta_train, pretrain, regression_model
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--iterations", type=int, default=5000, help="outer iterations (default: 5000)"
+        "--iterations", type=cli.count, default=5000, help="outer iterations (default: 5000)"
     )
     parser.add_argument(
-        "--inner-lr", type=float, default=0.01, help="inner step size (default: 0.01)"
+        "--inner-lr", type=cli.step_size, default=0.01, help="inner step size (default: 0.01)"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--test-tasks", type=int, default=100)
-    args = parser.parse_args(argv)
+    parser.add_argument("--seed", type=cli.seed, default=0)
+    parser.add_argument("--test-tasks", type=cli.integer(1, 10**5), default=100)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     maml_model = regression_model()
@@ -56,4 +61,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_script(main)

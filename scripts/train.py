@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from metarl import cli
 from metarl.api import train
 from metarl.config import add_config_arguments, config_from_args
 from metarl.trainer import TrainingDiverged
@@ -24,7 +25,7 @@ def default_run_dir(env: str, algo: str, seed: int) -> Path:
     return Path("runs") / f"{name}__{algo}__{seed}__{int(time.time())}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -41,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         help="continue the run in --run-dir from its latest checkpoint",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
         run_dir = args.run_dir or default_run_dir(config.env, config.algo, config.seed)
@@ -66,4 +71,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_script(main)

@@ -193,7 +193,7 @@ def io_bytes(data):
         ('{"inner_lr": 0.1, "learning_rate": 3}', r"unknown config key\(s\) \['learning_rate'\]"),
         ('{"meta_batch_size": "20"}', "'meta_batch_size' must be an integer"),
         ('{"first_order": "yes"}', "'first_order' must be true or false"),
-        ('{"gamma": 2.0}', r"'gamma' must be in \(0.0, 1.0\]"),
+        ('{"gamma": 2.0}', r"'gamma' must be in \[0.0, 1.0\]"),
         ("[1, 2]", "must be a JSON object"),
     ],
 )

@@ -1,0 +1,81 @@
+"""Command-line value types shared by the scripts: every number checked at parse time.
+
+Each factory returns an ``argparse`` ``type=`` callable that turns a string into a value
+inside a range that can run, or raises :class:`argparse.ArgumentTypeError`; argparse then
+exits with status 2 and ``argument --flag: <reason>``, so every message names the flag and
+the range it accepts. Non-finite numbers (``nan``, ``inf``) are always refused.
+
+:func:`run_script` is the scripts' entry-point wrapper: Ctrl-C ends a script with a line
+and status 130 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+
+# upper limits that no run on one machine can reach anyway (memory is checked separately)
+MAX_COUNT = 10**7
+MAX_SEED = 2**32 - 1
+MAX_THREADS = 1024
+
+
+def integer(minimum: int = 0, maximum: int = MAX_COUNT) -> Callable[[str], int]:
+    """An integer in ``[minimum, maximum]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer in [{minimum}, {maximum}], got {text!r}"
+            ) from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer in [{minimum}, {maximum}], got {value}"
+            )
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(
+    minimum: float = 0.0, maximum: float = math.inf, *, open_minimum: bool = False
+) -> Callable[[str], float]:
+    """A finite number in ``[minimum, maximum]`` (``(minimum, maximum]`` if ``open_minimum``)."""
+    left = "(" if open_minimum else "["
+    accepted = f"a finite number in {left}{minimum:g}, {maximum:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {accepted}, got {text!r}") from None
+        below = value <= minimum if open_minimum else value < minimum
+        if not math.isfinite(value) or below or value > maximum:
+            raise argparse.ArgumentTypeError(f"must be {accepted}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+count = integer(1)  # a positive count (tasks, episodes, iterations, ...)
+seed = integer(0, MAX_SEED)
+threads = integer(1, MAX_THREADS)
+step_size = number(0.0, 100.0, open_minimum=True)  # an inner-loop step size
+positive = number(0.0, open_minimum=True)
+fraction = number(0.0, 1.0)
+
+
+def run_script(main: Callable[[], int | None]) -> None:
+    """Run a script's ``main`` and exit with its status; Ctrl-C exits 130 with one line."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        status = 130
+    sys.exit(status or 0)
