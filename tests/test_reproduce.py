@@ -109,7 +109,10 @@ def test_reproduce_refuses_bad_flags_and_other_runs(tmp_path):
     bad = subprocess.run(
         reproduce(tmp_path / "x", "--budget-iterations", "0"), capture_output=True, text=True
     )
-    assert bad.returncode == 2 and "argument --budget-iterations: must be an integer in [1," in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "argument --budget-iterations: must be an integer in [1," in bad.stderr
+    )
     unknown = subprocess.run(
         [
             sys.executable,
