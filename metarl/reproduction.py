@@ -29,6 +29,7 @@ from metarl.evaluation import (
     held_out_tasks,
     load_policy,
 )
+from metarl.run_lock import RunLock
 from metarl.selection import Selection, select_snapshot, validation_tasks
 
 # The paper's table (shared/REFERENCE.md section 1): mean return over 40 test tasks after
@@ -141,6 +142,7 @@ class Reproduction:
             return run
         resume = latest.is_file()
         if not resume and run.exists():
+            RunLock(run).release()  # refuses (RunLocked) while another process trains in it
             shutil.rmtree(run)  # a run killed before its first checkpoint: start afresh
         verb = "resuming" if resume else "starting"
         self.log(f"[1/4] meta-training: {verb}, to iteration {config.iterations} in {run}")

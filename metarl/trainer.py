@@ -3,12 +3,19 @@
 A run lives in one folder: ``config.json``, TensorBoard events (x-axis: environment
 steps), and ``checkpoints/`` (``latest.pt``, ``best.pt`` and the last few numbered ones).
 A killed run continues from ``latest.pt`` with ``resume=True``, bit-identically.
+
+One process at a time may use a run folder (:mod:`metarl.run_lock`). SIGINT and SIGTERM
+stop the loop after the current iteration with a checkpoint (:mod:`metarl.stop_request`).
+A run that fails before its first checkpoint removes what it wrote, so the same command
+can simply be run again.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,8 +38,10 @@ from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.episodes import Episodes
 from metarl.guards import RejectedBatch, check_episodes, update_problem
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
+from metarl.run_lock import LOCK_NAME, RunLock
 from metarl.runtime import configure_process
 from metarl.sampler import rollouts
+from metarl.stop_request import StopRequest, TrainingInterrupted
 
 
 def make_policy(config: TrainConfig, env: TaskEnv) -> GaussianMLPPolicy:
@@ -202,6 +211,27 @@ def load_run_checkpoint(path: str | Path, config: TrainConfig, reference: Params
     return TrainState.from_payload(payload, reference)
 
 
+def refuse_occupied(run_dir: Path) -> None:
+    """Refuse, with the reason, a folder a new run cannot start in (``resume`` aside)."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise FileExistsError(f"run dir {run_dir} is a file, not a folder")
+    if not any(path.name != LOCK_NAME for path in run_dir.iterdir()):
+        return
+    if (run_dir / LOCK_NAME).exists():
+        RunLock(run_dir).release()  # raises RunLocked while another run holds it
+    if (run_dir / "config.json").is_file() and not (run_dir / "checkpoints/latest.pt").is_file():
+        raise FileExistsError(
+            f"run dir {run_dir} holds a run that never reached its first checkpoint; pass "
+            "--resume to start it again, or choose another --run-dir"
+        )
+    raise FileExistsError(
+        f"run dir {run_dir} already holds files (another run?); "
+        "pass --resume to continue it or choose another --run-dir"
+    )
+
+
 class TrainingDiverged(RuntimeError):
     """Raised when too many consecutive updates had to be rejected."""
 
@@ -216,16 +246,18 @@ class Trainer:
         if resume:
             if not config_path.is_file():
                 raise FileNotFoundError(f"cannot resume: {config_path} does not exist")
+            self.lock = RunLock(self.run_dir)
+            self.fresh = False  # the folder and what it holds are the user's
             saved = load_config(str(config_path))
             if config.iterations < saved.iterations:
                 config = saved
             else:  # resuming may extend a run; nothing else may change
                 config = config_from_dict({**saved.to_dict(), "iterations": config.iterations})
-        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise FileExistsError(
-                f"run dir {self.run_dir} already holds files (another run?); "
-                "pass --resume to continue it or choose another --run-dir"
-            )
+        else:
+            refuse_occupied(self.run_dir)
+            self.created_dir = not self.run_dir.exists()
+            self.lock = RunLock(self.run_dir)
+            self.fresh = True  # everything in the folder is ours until the first checkpoint
         self.config = config
         configure_process(config.threads)
         self.env = make_task_env(config.env)
@@ -249,7 +281,6 @@ class Trainer:
                 generator=torch.Generator().manual_seed(config.seed),
             )
         self.last_problem: str | None = None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(config.to_dict(), indent=2)
         atomic_write(config_path, lambda file: file.write(text.encode()))
 
@@ -341,6 +372,54 @@ class Trainer:
         path = self.checkpoint_dir / f"snapshot_{self.state.iteration:06d}.pt"
         save_checkpoint(path, self.payload())
 
+    def iterate_and_log(self, writer: SummaryWriter, bar: Any) -> dict[str, float]:
+        """One iteration with its logging, best-so-far and checkpoints; returns its metrics."""
+        config, state = self.config, self.state
+        sampled_with = state.params
+        metrics = self.iterate()
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, state.env_steps)
+        if state.consecutive_failures >= config.max_consecutive_failures:
+            latest = self.checkpoint_dir / "latest.pt"
+            saved = (
+                f"The last good checkpoint is {latest}"
+                if latest.is_file()
+                else "No checkpoint was reached, so the run folder is removed"
+            )
+            raise TrainingDiverged(
+                f"stopped after {state.consecutive_failures} consecutive rejected updates; "
+                f"last cause: {self.last_problem}. {saved}"
+            )
+        nan = float("nan")
+        post = metrics.get("charts/return_post_adaptation", nan)
+        if post > state.best_return:
+            state.best_return = post
+            self.save_best(sampled_with, state.iteration - 1)
+        bar.update(1)
+        bar.set_postfix(
+            pre=f"{metrics.get('charts/return_pre_adaptation', nan):.1f}",
+            post=f"{post:.1f}",
+            kl=f"{metrics.get('losses/kl', nan):.4f}",
+        )
+        done = state.iteration == config.iterations
+        if done or state.iteration % config.checkpoint_every == 0:
+            writer.flush()
+            self.save()
+        if state.iteration % config.snapshot_every == 0:
+            self.save_snapshot()
+        return metrics
+
+    def discard_if_never_saved(self) -> None:
+        """After a failure before the first checkpoint, remove what this run wrote."""
+        if not self.fresh or (self.checkpoint_dir / "latest.pt").is_file():
+            return
+        if self.created_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return
+        for path in self.run_dir.iterdir():  # the folder was the user's, empty
+            if path.name != LOCK_NAME:
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
     def run(self, progress: bool = True) -> dict[str, float]:
         """Train until ``config.iterations``; returns the last iteration's metrics."""
         from tqdm import tqdm
@@ -355,36 +434,35 @@ class Trainer:
         bar = tqdm(
             total=config.iterations, initial=state.iteration, disable=not progress, unit="it"
         )
+        completed = False
         try:
-            while state.iteration < config.iterations:
-                sampled_with = state.params
-                metrics = self.iterate()
-                for tag, value in metrics.items():
-                    writer.add_scalar(tag, value, state.env_steps)
-                if state.consecutive_failures >= config.max_consecutive_failures:
-                    raise TrainingDiverged(
-                        f"stopped after {state.consecutive_failures} consecutive rejected updates; "
-                        f"last cause: {self.last_problem}. The last good checkpoint is "
-                        f"{self.checkpoint_dir / 'latest.pt'}"
-                    )
-                nan = float("nan")
-                post = metrics.get("charts/return_post_adaptation", nan)
-                if post > state.best_return:
-                    state.best_return = post
-                    self.save_best(sampled_with, state.iteration - 1)
-                bar.update(1)
-                bar.set_postfix(
-                    pre=f"{metrics.get('charts/return_pre_adaptation', nan):.1f}",
-                    post=f"{post:.1f}",
-                    kl=f"{metrics.get('losses/kl', nan):.4f}",
-                )
-                done = state.iteration == config.iterations
-                if done or state.iteration % config.checkpoint_every == 0:
+            with StopRequest() as stop:
+                while state.iteration < config.iterations and not stop.requested:
+                    metrics = self.iterate_and_log(writer, bar)
+                if stop.requested:
                     writer.flush()
                     self.save()
-                if state.iteration % config.snapshot_every == 0:
-                    self.save_snapshot()
+                    raise TrainingInterrupted(
+                        f"stopped by {stop.signal_name} at iteration {state.iteration}; "
+                        f"checkpoint saved to {self.checkpoint_dir / 'latest.pt'}. Continue "
+                        f"with: python scripts/train.py --run-dir {self.run_dir} --resume",
+                        stop.signal_name or "signal",
+                        128 + stop.signal_number,
+                        state.iteration,
+                    )
+            completed = True
+        except KeyboardInterrupt:
+            if (self.checkpoint_dir / "latest.pt").is_file():
+                print(
+                    f"stopped at once; the last checkpoint in {self.checkpoint_dir} is kept: "
+                    f"continue with python scripts/train.py --run-dir {self.run_dir} --resume",
+                    file=sys.stderr,
+                )
+            raise
         finally:
             bar.close()
             writer.close()
+            if not completed:
+                self.discard_if_never_saved()
+            self.lock.release()
         return metrics

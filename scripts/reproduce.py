@@ -31,6 +31,7 @@ from metarl.reproduction import (
     paper_iteration,
 )
 from metarl.runtime import configure_process
+from metarl.stop_request import TrainingInterrupted
 from metarl.trainer import TrainingDiverged
 
 
@@ -121,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as error:
+        print(
+            f"stopped by {error.signal_name} at iteration {error.iteration} with a checkpoint; "
+            "run the same command again to continue",
+            file=sys.stderr,
+        )
+        return error.exit_code
     return 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from metarl import cli
 from metarl.api import train
 from metarl.config import add_config_arguments, config_from_args
+from metarl.stop_request import TrainingInterrupted
 from metarl.trainer import TrainingDiverged
 
 
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as error:
+        print(str(error), file=sys.stderr)
+        return error.exit_code
     metrics = meta.training_metrics
     if metrics:
         print(
