@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs import BatchedTaskEnv, TaskEnv, make_task_env
+from envs import REGISTERED, BatchedTaskEnv, TaskEnv, make_task_env
+from metarl import memory
 from metarl.adaptation import StepSize, inner_step, split_meta_params
 from metarl.advantages import add_advantages
 from metarl.baselines import baseline_info
@@ -216,7 +217,25 @@ class LoadedPolicy:
         return list(test_time_step_sizes(step_size or self.config.inner_lr, steps, ratio))
 
     def batched_env(self, num_copies: int) -> BatchedTaskEnv:
-        """The batched env this policy acts in (task vectors appended for an oracle)."""
+        """The batched env this policy acts in (task vectors appended for an oracle).
+
+        Refuses (:class:`~metarl.memory.MemoryBudgetError`) a number of copies whose
+        episodes cannot fit in memory, before allocating them.
+        """
+        horizon = REGISTERED.get(self.config.env, ("", 1000))[1]
+        needed = memory.batch_bytes(
+            num_copies * horizon,
+            int(np.prod(self.env.observation_space.shape)),
+            int(np.prod(self.env.action_space.shape)),
+            self.config.hidden_sizes,
+            num_copies,
+            memory.env_copy_bytes(self.env),
+        )
+        memory.check_fits(
+            needed,
+            f"evaluating {num_copies} episodes of {horizon} steps at once",
+            "lower --num-tasks or --episodes",
+        )
         batched = self.env.batched(num_copies)
         return OracleBatchedEnv(batched, self.env) if self.oracle else batched
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from envs import BatchedTaskEnv, TaskEnv, make_task_env
+from envs import REGISTERED, BatchedTaskEnv, TaskEnv, make_task_env
+from metarl import memory
 from metarl.adaptation import learned_step_sizes, split_meta_params
 from metarl.advantages import add_advantages
 from metarl.algorithms.base import InnerLoop, MetaBatch, OuterAlgorithm
@@ -211,6 +212,26 @@ def load_run_checkpoint(path: str | Path, config: TrainConfig, reference: Params
     return TrainState.from_payload(payload, reference)
 
 
+def check_training_memory(config: TrainConfig, env: TaskEnv, num_copies: int) -> None:
+    """Refuse a config whose meta-iteration cannot fit in memory, before allocating it."""
+    horizon = REGISTERED.get(config.env, ("", 1000))[1]
+    steps = num_copies * horizon * (config.inner_steps + 1)
+    needed = memory.batch_bytes(
+        steps,
+        int(np.prod(env.observation_space.shape)),
+        int(np.prod(env.action_space.shape)),
+        config.hidden_sizes,
+        num_copies,
+        memory.env_copy_bytes(env),
+    )
+    memory.check_fits(
+        needed,
+        f"a meta-iteration of {config.meta_batch_size} tasks x {config.episodes_per_task} "
+        f"episodes x {horizon} steps ({config.inner_steps + 1} batches)",
+        "lower --meta-batch-size, --episodes-per-task or --hidden-sizes",
+    )
+
+
 def refuse_occupied(run_dir: Path) -> None:
     """Refuse, with the reason, a folder a new run cannot start in (``resume`` aside)."""
     if not run_dir.exists():
@@ -246,8 +267,6 @@ class Trainer:
         if resume:
             if not config_path.is_file():
                 raise FileNotFoundError(f"cannot resume: {config_path} does not exist")
-            self.lock = RunLock(self.run_dir)
-            self.fresh = False  # the folder and what it holds are the user's
             saved = load_config(str(config_path))
             if config.iterations < saved.iterations:
                 config = saved
@@ -255,13 +274,23 @@ class Trainer:
                 config = config_from_dict({**saved.to_dict(), "iterations": config.iterations})
         else:
             refuse_occupied(self.run_dir)
-            self.created_dir = not self.run_dir.exists()
-            self.lock = RunLock(self.run_dir)
-            self.fresh = True  # everything in the folder is ours until the first checkpoint
         self.config = config
         configure_process(config.threads)
         self.env = make_task_env(config.env)
         num_copies = config.meta_batch_size * config.episodes_per_task
+        check_training_memory(config, self.env, num_copies)  # before anything is written
+        self.fresh = not resume  # a fresh run's folder holds only what it wrote
+        self.created_dir = not self.run_dir.exists()
+        self.lock = RunLock(self.run_dir)
+        try:
+            self._build(config, resume, num_copies)
+        except BaseException:
+            self.discard_if_never_saved()
+            self.lock.release()
+            raise
+
+    def _build(self, config: TrainConfig, resume: bool, num_copies: int) -> None:
+        """Everything after the run folder is locked: env copies, policy, state, config.json."""
         self.batched_env = self.env.batched(num_copies)
         torch.manual_seed(config.seed)
         self.policy = make_policy(config, self.env)
@@ -282,7 +311,7 @@ class Trainer:
             )
         self.last_problem: str | None = None
         text = json.dumps(config.to_dict(), indent=2)
-        atomic_write(config_path, lambda file: file.write(text.encode()))
+        atomic_write(self.run_dir / "config.json", lambda file: file.write(text.encode()))
 
     def iterate(self) -> dict[str, float]:
         """One meta-iteration; updates the state and returns its metrics."""

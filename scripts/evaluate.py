@@ -247,9 +247,15 @@ def compare(args: argparse.Namespace) -> int:
     for item, label, step in zip(loaded, labels, step_sizes, strict=True):
         warn_if_seen(item.kind, item.config.seed, args.seed)
         step = step if step is not None else args.inner_lr
-        summaries.append(
-            evaluate_policy_curve(item, tasks, episodes, args.adapt_steps, args.seed, step, label)
-        )
+        try:
+            summaries.append(
+                evaluate_policy_curve(
+                    item, tasks, episodes, args.adapt_steps, args.seed, step, label
+                )
+            )
+        except ValueError as error:  # e.g. more episodes than memory holds
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     selections = [selection for _, selection in resolved]
     write_comparison(args.out, summaries, env_id, tasks, episodes, args.seed, selections)
     print(

@@ -135,9 +135,8 @@ def test_lock_is_exclusive_within_a_process_too(tmp_path):
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    return TrainConfig(
-        meta_batch_size=2, episodes_per_task=2, hidden_sizes=(4,), threads=1, **overrides
-    )
+    small = {"meta_batch_size": 2, "episodes_per_task": 2, "hidden_sizes": (4,), "threads": 1}
+    return TrainConfig(**{**small, **overrides})
 
 
 def test_failure_before_the_first_checkpoint_removes_the_run_folder(tmp_path, monkeypatch):
@@ -184,3 +183,33 @@ def test_signals_are_restored_after_training(tmp_path):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     Trainer(tiny_config(iterations=1), tmp_path / "run").run(progress=False)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_config_larger_than_memory_is_refused_before_anything_is_written(tmp_path):
+    from metarl.memory import MemoryBudgetError
+
+    huge = tiny_config(meta_batch_size=10_000, episodes_per_task=10_000, hidden_sizes=(4096,))
+    with pytest.raises(MemoryBudgetError, match=r"needs about [\d.]+ GiB of memory and "):
+        Trainer(huge, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_memory_estimate_errs_high_on_a_real_iteration(tmp_path):
+    """The estimate of a small run covers its measured peak (resident memory, own process)."""
+    from metarl import memory
+
+    script = f"""
+import resource
+from metarl.config import TrainConfig
+from metarl.trainer import Trainer
+config = TrainConfig(meta_batch_size=10, episodes_per_task=20, iterations=1, threads=1)
+Trainer(config, {str(tmp_path / "run")!r}).run(progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    peak = int(result.stdout.split()[-1])
+    estimate = memory.batch_bytes(10 * 20 * 100 * 2, 2, 2, (100, 100), 200, 4096)
+    assert 0.3 * estimate < peak < estimate
