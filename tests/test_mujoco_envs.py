@@ -442,3 +442,16 @@ def test_cheetah_model_without_settotalmass_has_the_same_masses(tmp_path, monkey
     assert np.isclose(env.model.body_mass.sum(), 14.0)
     for field in ("body_mass", "body_inertia", "dof_invweight0", "actuator_acc0"):
         np.testing.assert_array_equal(getattr(env.model, field), getattr(reference, field))
+
+
+@pytest.mark.parametrize("form", ["paper", "v5"])
+@pytest.mark.parametrize("goal", [0.3, 1.7])
+def test_cheetah_velocity_task_term_is_minus_the_absolute_error(form, goal):
+    """The paper's velocity reward is -|v - goal| (not squared, not signed)."""
+    env = gym.make("metarl/HalfCheetahVel-v0", form=form)
+    env.reset(seed=0, options={"task": {"velocity": goal}})
+    for _ in range(5):
+        _, reward, *_, info = env.step(env.action_space.sample())
+        assert info["x_velocity"] != goal
+        assert info["reward_forward"] == pytest.approx(-abs(info["x_velocity"] - goal))
+        assert reward == pytest.approx(info["reward_forward"] + info["reward_ctrl"])
