@@ -147,16 +147,23 @@ config_dicts = st.dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(values=config_dicts)
-def test_any_config_dict_is_accepted_or_refused_with_a_value_error(values):
+def accepted_config(values: dict) -> TrainConfig | None:
+    """The config ``values`` make, or ``None`` if refused (a ``ValueError``, recorded)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            config = config_from_dict(values)
+            return config_from_dict(values)
         except ValueError as error:
             REFUSALS.add(shape(str(error)))
-            return
+            return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=config_dicts)
+def test_any_config_dict_is_accepted_or_refused_with_a_value_error(values):
+    config = accepted_config(values)
+    if config is None:
+        return
     assert isinstance(config, TrainConfig)
     for name, value in config.to_dict().items():
         if isinstance(value, float):
@@ -210,13 +217,11 @@ small_configs = st.fixed_dictionaries(
 )
 @given(values=small_configs)
 def test_every_accepted_config_runs_one_iteration(values, tmp_path_factory):
+    config = accepted_config(values)
+    if config is None:
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            config = config_from_dict(values)
-        except ValueError as error:
-            REFUSALS.add(shape(str(error)))
-            return
         trainer = Trainer(config, tmp_path_factory.mktemp("run"))
         metrics = trainer.run(progress=False)
     assert trainer.state.iteration == 1
