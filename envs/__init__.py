@@ -1,4 +1,8 @@
-"""Parameterized Gymnasium environments (task distributions), registered as ``metarl/<Name>-v0``."""
+"""Parameterized Gymnasium environments (task distributions), registered as ``metarl/<Name>-v0``.
+
+Any other Gymnasium id with the task API works too, including ``module:EnvId``
+(:mod:`envs.task_api`).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ REGISTERED: dict[str, tuple[str, int]] = {
     "metarl/AntVel-v0": ("envs.ant:AntVelEnv", 200),
     "metarl/AntDir-v0": ("envs.ant:AntDirEnv", 200),
     "metarl/AntGoal-v0": ("envs.ant:AntGoalEnv", 200),
+    # the README's worked example of a user's own task family (no batched(): envs.copies)
+    "metarl/MiscalibratedPoint-v0": ("envs.miscalibrated_point:MiscalibratedPointEnv", 100),
 }
 
 
@@ -30,23 +36,24 @@ def register_all() -> None:
             gym.register(env_id, entry_point=entry_point, max_episode_steps=horizon)
 
 
-def make_task_env(env_id: str) -> TaskEnv:
-    """The bare (unwrapped) task env for ``env_id``; unknown ids get an error listing the known ones."""
-    if env_id not in REGISTERED:
-        known = ", ".join(sorted(REGISTERED))
-        raise ValueError(f"unknown env {env_id!r}; known envs: {known}")
-    register_all()
-    return gym.make(env_id).unwrapped  # type: ignore[return-value]
-
-
 register_all()
+
+from envs.task_api import (  # noqa: E402  (needs the registrations above)
+    TaskAPIError,
+    as_task_env,
+    episode_horizon,
+    make_task_env,
+)
 
 __all__ = [
     "BatchedTaskEnv",
     "OracleObservation",
     "PolicyActions",
     "Task",
+    "TaskAPIError",
     "TaskEnv",
+    "as_task_env",
+    "episode_horizon",
     "make_task_env",
     "register_all",
     "to_env_actions",

@@ -5,9 +5,15 @@ A task environment is a plain ``gymnasium.Env`` that behaves as a fixed-task env
 
 - ``sample_tasks(n, rng)``: draw ``n`` tasks reproducibly from a ``numpy.random.Generator``;
 - ``set_task(task)`` / ``task`` / ``reset(options={"task": task})``;
-- ``validate_task(task)``: the canonical form of a task, or ``ValueError`` naming the problem;
-- ``task_vector(task)``: the task parameters as a flat float vector (for the oracle form);
-- ``batched(num_copies)``: a :class:`BatchedTaskEnv` stepping many copies at once.
+- ``validate_task(task)``: the canonical form of a task, or ``ValueError`` naming the problem
+  (default: the task's JSON form);
+- ``task_vector(task)``: the task parameters as a flat float vector (for the oracle form;
+  no default);
+- ``batched(num_copies)``: a :class:`BatchedTaskEnv` stepping many copies at once
+  (default: copies of the env, :mod:`envs.copies`).
+
+Only ``sample_tasks`` must be written; an env that does not subclass :class:`TaskEnv` needs
+``sample_tasks`` and ``set_task`` (:mod:`envs.task_api` adds the rest).
 
 A task is a small JSON-serialisable mapping such as ``{"goal": [0.3, -0.1]}``.
 """
@@ -40,25 +46,46 @@ class TaskEnv(abc.ABC):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """Draw ``n`` tasks from the task distribution."""
 
-    @abc.abstractmethod
     def validate_task(self, task: Mapping[str, Any]) -> Task:
-        """Return the canonical form of ``task``; raise ``ValueError`` if it is malformed."""
+        """The canonical form of ``task``; ``ValueError`` if it is malformed.
 
-    @abc.abstractmethod
+        Default: the task's JSON form (what a checkpoint gives back), refusing a task that
+        does not survive a JSON round trip. Override to check the task's own fields.
+        """
+        from envs.task_api import json_task
+
+        return json_task(task, type(self).__name__)
+
     def task_vector(self, task: Mapping[str, Any]) -> np.ndarray:
-        """The task parameters as a flat float32 vector (what an oracle policy observes)."""
+        """The task parameters as a flat float32 vector (what an oracle policy observes).
 
-    @abc.abstractmethod
+        No default: only the oracle baseline needs it, and it says so.
+        """
+        from envs.task_api import TaskAPIError
+
+        raise TaskAPIError(
+            f"{type(self.unwrapped).__name__} has no task_vector(task) -> np.ndarray; the "
+            "oracle baseline observes its task as a flat float vector, so the env must define one"
+        )
+
     def default_task(self) -> Task:
-        """The task used before any ``set_task`` call."""
+        """The task used before any ``set_task`` call (default: the first of seed 0's draws)."""
+        return self.validate_task(self.sample_tasks(1, np.random.default_rng(0))[0])
 
-    @abc.abstractmethod
     def batched(self, num_copies: int) -> BatchedTaskEnv:
-        """A batched form of this env stepping ``num_copies`` copies, each with its own task."""
+        """A batched form stepping ``num_copies`` copies, each with its own task.
+
+        Default: copies of this env made with ``gymnasium.make`` (:mod:`envs.copies`).
+        """
+        from envs.copies import batched_copies
+
+        return batched_copies(self, num_copies)
 
     # --- fixed-task behaviour ---------------------------------------------------
     @property
     def task(self) -> Task:
+        if not hasattr(self, "_task"):
+            self._task = self.default_task()
         return dict(self._task)
 
     def set_task(self, task: Mapping[str, Any]) -> None:
@@ -139,6 +166,9 @@ class BatchedTaskEnv(abc.ABC):
     @abc.abstractmethod
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Advance every copy: returns ``(obs, rewards, terminated, truncated)``."""
+
+    def close(self) -> None:  # noqa: B027  (most batched envs hold nothing to release)
+        """Release threads or worker processes; the env is unusable afterwards."""
 
 
 def check_actions(actions: np.ndarray, num_copies: int, action_dim: int) -> np.ndarray:

@@ -171,12 +171,17 @@ class MetaPolicy:
         task_env = self._loaded.env
         if isinstance(env_or_task, gym.Env):
             unwrapped = env_or_task.unwrapped
-            if type(unwrapped) is not type(task_env):
+            if type(unwrapped) is not type(task_env.unwrapped):
                 raise ValueError(
-                    f"this policy adapts on {self.env_id} ({type(task_env).__name__}), "
+                    f"this policy adapts on {self.env_id} ({type(task_env.unwrapped).__name__}), "
                     f"not on {type(unwrapped).__name__}"
                 )
-            task = unwrapped.task
+            task = getattr(unwrapped, "task", None)
+            if not isinstance(task, Mapping):
+                raise ValueError(
+                    f"{type(unwrapped).__name__} has no task property to read the task from; "
+                    "pass the task dict instead"
+                )
         elif isinstance(env_or_task, Mapping):
             task = env_or_task
         else:

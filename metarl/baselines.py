@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from envs import OracleObservation, PolicyActions, TaskEnv, make_task_env, register_all
+from envs.task_api import require_task_vector
 from metarl.checkpoint import atomic_write, save_checkpoint
 from metarl.config import TrainConfig
 from metarl.policies import ACTIVATIONS, GaussianMLPPolicy, Params, policy_params
@@ -53,7 +54,8 @@ class TaskResampling(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         (task,) = self.task_env.sample_tasks(1, self.task_rng)
-        return self.env.reset(seed=seed, options={**(options or {}), "task": task})
+        self.task_env.set_task(task)  # the minimal task API: reset need not take a task
+        return self.env.reset(seed=seed, options=options)
 
 
 def make_training_env(env_id: str, kind: str, seed: int) -> gym.Env:
@@ -61,7 +63,8 @@ def make_training_env(env_id: str, kind: str, seed: int) -> gym.Env:
     actions in policy units (:class:`envs.PolicyActions`)."""
     if kind not in ("pretrained", "oracle"):
         raise ValueError(f"only 'pretrained' and 'oracle' baselines are trained, got {kind!r}")
-    make_task_env(env_id)  # validates the id with a helpful error
+    # validates the id (and the oracle's task_vector) with a helpful error
+    require_task_vector(env_id) if kind == "oracle" else make_task_env(env_id)
     register_all()
     env = gym.make(env_id)
     if kind == "oracle":

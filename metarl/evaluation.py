@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs import REGISTERED, BatchedTaskEnv, TaskEnv, make_task_env
+from envs import BatchedTaskEnv, TaskEnv, episode_horizon, make_task_env
 from metarl import memory
 from metarl.adaptation import StepSize, inner_step, split_meta_params
 from metarl.advantages import add_advantages
@@ -222,7 +222,7 @@ class LoadedPolicy:
         Refuses (:class:`~metarl.memory.MemoryBudgetError`) a number of copies whose
         episodes cannot fit in memory, before allocating them.
         """
-        horizon = REGISTERED.get(self.config.env, ("", 1000))[1]
+        horizon = episode_horizon(self.config.env)
         needed = memory.batch_bytes(
             num_copies * horizon,
             int(np.prod(self.env.observation_space.shape)),

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envs.task_api import require_task_vector
 from metarl.baselines import PPOSettings, baseline_config, train_baseline
 from metarl.checkpoint import load_checkpoint
 from metarl.comparison import write_comparison, write_text
@@ -126,6 +127,8 @@ class Reproduction:
         self.settings, self.out, self.log = settings, Path(out), log
         if settings.validation_seed == settings.seed:
             raise ValueError("the validation seed must differ from the test seed")
+        if "oracle" in settings.baselines:  # before hours of training, not after
+            require_task_vector(settings.config.env)
 
     # --- stage 1: meta-training ---------------------------------------------------
     def train(self, progress: bool = True) -> Path:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from envs import REGISTERED, BatchedTaskEnv, TaskEnv, make_task_env
+from envs import BatchedTaskEnv, TaskEnv, episode_horizon, make_task_env
 from metarl import memory
 from metarl.adaptation import learned_step_sizes, split_meta_params
 from metarl.advantages import add_advantages
@@ -214,7 +214,7 @@ def load_run_checkpoint(path: str | Path, config: TrainConfig, reference: Params
 
 def check_training_memory(config: TrainConfig, env: TaskEnv, num_copies: int) -> None:
     """Refuse a config whose meta-iteration cannot fit in memory, before allocating it."""
-    horizon = REGISTERED.get(config.env, ("", 1000))[1]
+    horizon = episode_horizon(config.env)
     steps = num_copies * horizon * (config.inner_steps + 1)
     needed = memory.batch_bytes(
         steps,
@@ -491,6 +491,7 @@ class Trainer:
         finally:
             bar.close()
             writer.close()
+            self.batched_env.close()  # worker processes of a generic batched env
             if not completed:
                 self.discard_if_never_saved()
             self.lock.release()

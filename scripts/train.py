@@ -22,7 +22,7 @@ from metarl.trainer import TrainingDiverged
 
 
 def default_run_dir(env: str, algo: str, seed: int) -> Path:
-    name = env.split("/")[-1]
+    name = env.split("/")[-1].replace(":", "_")
     return Path("runs") / f"{name}__{algo}__{seed}__{int(time.time())}"
 
 

@@ -19,7 +19,7 @@ def test_registered_env_passes_gymnasium_and_sb3_checks():
 
 
 def test_unknown_env_lists_known_ones():
-    with pytest.raises(ValueError, match=r"known envs: .*metarl/Navigation2D-v0"):
+    with pytest.raises(ValueError, match=r"metarl envs: .*metarl/Navigation2D-v0"):
         make_task_env("metarl/Nope-v0")
 
 

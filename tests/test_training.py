@@ -126,7 +126,7 @@ def test_resume_continues_exactly_without_duplicate_logs(tmp_path, algo):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--env", "metarl/Nope-v0"], "unknown env 'metarl/Nope-v0'; known envs: .*Navigation2D"),
+        (["--env", "metarl/Nope-v0"], "unknown env 'metarl/Nope-v0'.*metarl envs: .*Navigation2D"),
         (["--inner-lr", "-0.1"], r"argument --inner-lr: must be a finite number in \(0, 100\]"),
         (["--inner-lr", "nan"], r"argument --inner-lr: must be a finite number"),
         (["--iterations", "0"], r"argument --iterations: must be an integer in \[1, "),
