@@ -29,11 +29,30 @@ REGISTERED: dict[str, tuple[str, int]] = {
 }
 
 
+# Meta-World (optional extra, its own environment: envs/metaworld_tasks.py)
+METAWORLD: dict[str, dict[str, str]] = {
+    "metarl/MetaWorld-ML1-reach-v0": {"benchmark": "ML1", "env_name": "reach-v3"},
+    "metarl/MetaWorld-ML1-push-v0": {"benchmark": "ML1", "env_name": "push-v3"},
+    "metarl/MetaWorld-ML1-pick-place-v0": {"benchmark": "ML1", "env_name": "pick-place-v3"},
+    "metarl/MetaWorld-ML10-v0": {"benchmark": "ML10"},
+}
+METAWORLD_ENTRY_POINT = "envs.metaworld_tasks:MetaWorldTaskEnv"
+METAWORLD_HORIZON = 500
+
+
 def register_all() -> None:
     """Register every metarl environment with Gymnasium (idempotent)."""
     for env_id, (entry_point, horizon) in REGISTERED.items():
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=entry_point, max_episode_steps=horizon)
+    for env_id, kwargs in METAWORLD.items():
+        if env_id not in gym.registry:
+            gym.register(
+                env_id,
+                entry_point=METAWORLD_ENTRY_POINT,
+                max_episode_steps=METAWORLD_HORIZON,
+                kwargs=kwargs,
+            )
 
 
 register_all()

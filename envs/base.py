@@ -46,6 +46,14 @@ class TaskEnv(abc.ABC):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """Draw ``n`` tasks from the task distribution."""
 
+    def sample_test_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        """Draw ``n`` held-out tasks for evaluation.
+
+        Default: the training distribution (evaluation uses another seed); a benchmark with
+        a test split (Meta-World's) overrides it.
+        """
+        return self.sample_tasks(n, rng)
+
     def validate_task(self, task: Mapping[str, Any]) -> Task:
         """The canonical form of ``task``; ``ValueError`` if it is malformed.
 

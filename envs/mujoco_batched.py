@@ -329,6 +329,15 @@ class ThreadedPhysics(Physics):
         self.close()
 
 
+def has_batch_module() -> bool:
+    """Whether this MuJoCo has :mod:`mujoco.batch` (4.0 and later)."""
+    try:
+        import mujoco.batch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def make_physics(
     backend: str,
     model: mujoco.MjModel,
@@ -337,7 +346,19 @@ def make_physics(
     num_threads: int,
     fields: Sequence[str] = (),
 ) -> Physics:
-    """The physics backend called ``backend`` (one of :data:`BACKENDS`)."""
+    """The physics backend called ``backend`` (one of :data:`BACKENDS`).
+
+    ``"batch"`` needs MuJoCo >= 4.0; on an older MuJoCo (Meta-World's environment pins one)
+    it falls back to ``"threads"``, which gives the same trajectories, with a warning.
+    """
+    if backend == "batch" and not has_batch_module():
+        warnings.warn(
+            f"MuJoCo {mujoco.__version__} has no mujoco.batch (MuJoCo >= 4.0): stepping the "
+            "copies with the 'threads' backend instead (same trajectories, slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        backend = "threads"
     if backend == "batch":
         return BatchPhysics(model, num_copies, frame_skip, num_threads, fields)
     if backend == "threads":

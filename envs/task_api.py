@@ -49,7 +49,7 @@ def find_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     try:
         return gym.spec(name)
     except gym.error.Error as error:
-        known = ", ".join(sorted(envs.REGISTERED))
+        known = ", ".join(sorted([*envs.REGISTERED, *envs.METAWORLD]))
         where = f"after importing {module!r}" if module else "in Gymnasium's registry"
         raise TaskAPIError(
             f"unknown env {env_id!r}: no id {name!r} {where} ({error}). The metarl envs: "
@@ -121,6 +121,10 @@ class TaskFamily(TaskEnv, gym.Wrapper):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         return list(self.env.sample_tasks(n, rng))
 
+    def sample_test_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        own = getattr(self.env, "sample_test_tasks", None)
+        return list(own(n, rng)) if callable(own) else self.sample_tasks(n, rng)
+
     def validate_task(self, task: Mapping[str, Any]) -> Task:
         own = getattr(self.env, "validate_task", None)
         return json_task(own(task) if callable(own) else task, self._name)
@@ -176,6 +180,8 @@ def make_task_env(env_id: str) -> TaskEnv:
     episode_horizon(env_id)
     try:
         env = gym.make(spec).unwrapped
+    except ImportError as error:  # an optional dependency (Meta-World) says how to get it
+        raise TaskAPIError(f"env {env_id!r}: {error}") from error
     except Exception as error:
         raise TaskAPIError(
             f"env {env_id!r}: creating it failed: {type(error).__name__}: {error}"

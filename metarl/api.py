@@ -493,6 +493,9 @@ class Evaluation:
             "ci95": {str(k): c for k, c in enumerate(self.summary.ci95)},
             "returns": {str(k): r for k, r in enumerate(self.summary.returns)},
         }
+        if self.summary.success is not None:  # envs reporting info["success"] (Meta-World)
+            summary = self.summary.to_dict()
+            result["success_rate"], result["success"] = summary["success_rate"], summary["success"]
         if self.selection is not None:
             result["selection"] = self.selection.to_dict()
         return result

@@ -98,6 +98,8 @@ def write_comparison(
             writer.add_scalar("eval/return", mean, k)
             writer.add_scalar("eval/return_ci95_low", mean - half, k)
             writer.add_scalar("eval/return_ci95_high", mean + half, k)
+        for k, rate in enumerate(s.success_rate or []):
+            writer.add_scalar("eval/success_rate", rate, k)
         writer.close()
     title = f"{env_id.split('/')[-1]}: {len(tasks)} held-out tasks, {episodes} episodes/step"
     plot_adaptation_curves(summaries, out / "comparison.png", title)

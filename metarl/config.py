@@ -150,7 +150,30 @@ ENV_PRESETS: dict[str, dict[str, Any]] = {
     "metarl/AntVel-v0": {},
     "metarl/AntDir-v0": {"episodes_per_task": 40},
     "metarl/AntGoal-v0": {},  # not in the paper: the locomotion defaults
+    # the README's worked example (not in the paper): 2D navigation's settings
+    "metarl/MiscalibratedPoint-v0": {
+        "meta_batch_size": 20,
+        "episodes_per_task": 20,
+        "inner_lr": 0.5,
+        "max_kl": 0.01,
+    },
 }
+# Meta-World (not in the MAML paper; our choice): Meta-World's protocol adapts on 10
+# episodes per task, so 10 per inner step; 20 tasks per meta-batch to keep an iteration
+# affordable (its episodes are 500 steps long)
+METAWORLD_PRESET: dict[str, Any] = {
+    "meta_batch_size": 20,
+    "episodes_per_task": 10,
+    "inner_lr": 0.1,
+    "max_kl": 0.01,
+}
+LOCOMOTION_ENVS = (
+    "metarl/HalfCheetahVel-v0",
+    "metarl/HalfCheetahDir-v0",
+    "metarl/AntVel-v0",
+    "metarl/AntDir-v0",
+    "metarl/AntGoal-v0",
+)
 LOCOMOTION_PRESET: dict[str, Any] = {
     "meta_batch_size": 40,
     "episodes_per_task": 20,
@@ -172,10 +195,13 @@ EVALUATION_PROTOCOLS: dict[str, EvaluationProtocol] = {
     "metarl/Navigation2D-v0": EvaluationProtocol(episodes=40),  # 0.5 then 0.25
     "metarl/AntDir-v0": EvaluationProtocol(episodes=40, later_step_ratio=0.01),  # 0.1 then 0.001
 }
+METAWORLD_PROTOCOL = EvaluationProtocol(episodes=10)  # Meta-World's 10 adaptation episodes
 
 
 def evaluation_protocol(env_id: str) -> EvaluationProtocol:
     """The paper's test protocol for ``env_id`` (20 trajectories, alpha then alpha/2 if unlisted)."""
+    if env_id.startswith("metarl/MetaWorld-"):
+        return METAWORLD_PROTOCOL
     return EVALUATION_PROTOCOLS.get(env_id, EvaluationProtocol())
 
 
@@ -183,9 +209,14 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {"promp": {"inner_estimator": "lv
 
 
 def preset_for(env_id: str, algo: str = "maml-trpo") -> dict[str, Any]:
-    """The paper's hyperparameters for ``env_id`` (see :data:`ENV_PRESETS`) and ``algo``."""
+    """The paper's hyperparameters for ``env_id`` (see :data:`ENV_PRESETS`) and ``algo``.
+
+    An env the toolkit does not know (a user's ``module:EnvId``) gets the field defaults.
+    """
     env_preset = ENV_PRESETS.get(env_id, {})
-    base = {} if env_id == "metarl/Navigation2D-v0" else LOCOMOTION_PRESET
+    base = LOCOMOTION_PRESET if env_id in LOCOMOTION_ENVS else {}
+    if env_id.startswith("metarl/MetaWorld-"):
+        base = METAWORLD_PRESET
     return {**base, **env_preset, **ALGORITHM_PRESETS.get(algo, {})}
 
 

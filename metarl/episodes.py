@@ -22,11 +22,22 @@ class Episodes:
     mask: torch.Tensor  # [T, tasks, episodes]
     advantages: torch.Tensor | None = None  # [T, tasks, episodes]
     log_probs: torch.Tensor | None = None  # [T, tasks, episodes], under the sampling policy
+    # [T, tasks, episodes]: the env's info["success"] at each step, for envs that report one
+    successes: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         horizon, tasks, episodes = self.rewards.shape
         expected = (horizon, tasks, episodes)
-        for name in ("observations", "actions", "rewards", "mask", "advantages", "log_probs"):
+        names = (
+            "observations",
+            "actions",
+            "rewards",
+            "mask",
+            "advantages",
+            "log_probs",
+            "successes",
+        )
+        for name in names:
             value = getattr(self, name)
             if value is not None and tuple(value.shape[:3]) != expected:
                 raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {expected}[...]")
@@ -43,6 +54,14 @@ class Episodes:
     def episode_returns(self) -> torch.Tensor:
         """Undiscounted return of each episode, ``[tasks, episodes]``."""
         return (self.rewards * self.mask).sum(0)
+
+    def success_rate(self) -> torch.Tensor | None:
+        """Per task, the fraction of episodes in which ``info["success"]`` was ever 1
+        (Meta-World's criterion), ``[tasks]``; ``None`` if the env reports no success."""
+        if self.successes is None:
+            return None
+        succeeded = ((self.successes * self.mask) >= 1).any(dim=0)
+        return succeeded.to(self.rewards.dtype).mean(dim=1)
 
     def first_episodes(self, count: int) -> Episodes:
         """The first ``count`` episodes of every task (episodes are i.i.d., so a fair subsample)."""

@@ -44,12 +44,14 @@ def test_time_step_sizes(step_size: float, steps: int, later_ratio: float = 0.5)
 
 
 def held_out_tasks(env: TaskEnv, num_tasks: int, seed: int) -> list[dict[str, Any]]:
-    """The evaluation tasks: ``num_tasks`` draws from ``np.random.default_rng(seed)``.
+    """The evaluation tasks: ``num_tasks`` draws from ``np.random.default_rng(seed)`` of the
+    env's held-out split (``sample_test_tasks``; the training distribution unless the env
+    has a test split, as Meta-World's benchmarks do).
 
     Training draws its tasks from ``default_rng(config.seed)``, so any ``seed`` other than
     the run's training seed gives tasks the run has (almost surely) never seen.
     """
-    return env.sample_tasks(num_tasks, np.random.default_rng(seed))
+    return env.sample_test_tasks(num_tasks, np.random.default_rng(seed))
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,13 @@ def adaptation_trace(
         per_task = True
 
 
-def adaptation_curve(
+def adaptation_curve(*args: Any, **kwargs: Any) -> torch.Tensor:
+    """Mean return per task after ``k = 0..adapt_steps`` inner steps: ``[adapt_steps + 1, tasks]``
+    (:func:`adaptation_outcomes` without the success rates)."""
+    return adaptation_outcomes(*args, **kwargs)[0]
+
+
+def adaptation_outcomes(
     policy: nn.Module,
     params: Params,
     env: BatchedTaskEnv,
@@ -130,8 +138,9 @@ def adaptation_curve(
     estimator: str = "reinforce",
     adapted_names: Collection[str] | None = None,
     normalize_advantages: bool = True,
-) -> torch.Tensor:
-    """Mean return per task after ``k = 0..adapt_steps`` inner steps: ``[adapt_steps + 1, tasks]``.
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean return and success rate per task after ``k = 0..adapt_steps`` inner steps, each
+    ``[adapt_steps + 1, tasks]`` (success ``None`` unless the env reports ``info["success"]``).
 
     Deterministic for a given ``seed``. ``step_sizes`` overrides the paper's schedule.
     """
@@ -156,7 +165,9 @@ def adaptation_curve(
         adapted_names,
         normalize_advantages,
     )
-    return torch.stack([stage.episodes.episode_returns().mean(dim=1) for stage in stages])
+    returns = torch.stack([stage.episodes.episode_returns().mean(dim=1) for stage in stages])
+    rates = [stage.episodes.success_rate() for stage in stages]
+    return returns, None if rates[0] is None else torch.stack(rates)
 
 
 class OracleBatchedEnv(BatchedTaskEnv):
@@ -352,6 +363,12 @@ class CurveSummary:
     ci95: list[float]  # half-widths
     iteration: int = 0  # of the checkpoint (meta-iterations; 0 for a baseline)
     env_steps: int = 0  # environment steps that trained it (meta-training or PPO)
+    success: list[list[float]] | None = None  # [steps + 1][tasks], envs with info["success"]
+
+    @property
+    def success_rate(self) -> list[float] | None:
+        """Mean success rate over tasks after each step (Meta-World's measure)."""
+        return None if self.success is None else [float(np.mean(row)) for row in self.success]
 
     @property
     def oracle(self) -> bool:
@@ -368,6 +385,14 @@ class CurveSummary:
             "mean_return": {str(k): m for k, m in enumerate(self.mean)},
             "ci95": {str(k): c for k, c in enumerate(self.ci95)},
             "returns": {str(k): r for k, r in enumerate(self.returns)},
+            **(
+                {}
+                if self.success is None
+                else {
+                    "success_rate": {str(k): m for k, m in enumerate(self.success_rate or [])},
+                    "success": {str(k): r for k, r in enumerate(self.success)},
+                }
+            ),
         }
 
 
@@ -385,7 +410,7 @@ def evaluate_policy_curve(
     schedule = loaded.schedule(steps, step_size)
     learned = loaded.learned_step_sizes is not None and step_size is None
     alpha: float | str = "learned" if learned else (step_size or loaded.config.inner_lr)
-    curve = adaptation_curve(
+    curve, success = adaptation_outcomes(
         loaded.policy,
         loaded.params,
         loaded.batched_env(len(tasks) * episodes_per_task),
@@ -412,6 +437,7 @@ def evaluate_policy_curve(
         ci95=[c for _, c in stats],
         iteration=loaded.iteration,
         env_steps=loaded.env_steps,
+        success=None if success is None else success.tolist(),
     )
 
 

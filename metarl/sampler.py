@@ -51,6 +51,7 @@ def rollouts(
     rewards = torch.zeros(shape, dtype=dtype)
     mask = torch.zeros(shape, dtype=dtype)
     log_probs = torch.zeros(shape, dtype=dtype)
+    successes = None  # filled in if the env reports info["success"]
 
     obs = torch.as_tensor(env.reset(copy_tasks, seed=env_seed), dtype=dtype).reshape(
         num_tasks, episodes_per_task, -1
@@ -70,9 +71,21 @@ def rollouts(
         )
         next_obs, reward, terminated, truncated = env.step(env_actions)
         rewards[t] = torch.as_tensor(reward, dtype=dtype).reshape(num_tasks, episodes_per_task)
+        success = getattr(env, "last_info", {}).get("success")
+        if success is not None:
+            if successes is None:
+                successes = torch.zeros(shape, dtype=dtype)
+            successes[t] = torch.as_tensor(success, dtype=dtype).reshape(alive.shape)
         ended = torch.as_tensor(np.logical_or(terminated, truncated)).reshape(alive.shape)
         alive = alive & ~ended
         if not alive.any():
             break
         obs = torch.as_tensor(next_obs, dtype=dtype).reshape(num_tasks, episodes_per_task, -1)
-    return Episodes(observations, actions, rewards * mask, mask, log_probs=log_probs * mask)
+    return Episodes(
+        observations,
+        actions,
+        rewards * mask,
+        mask,
+        log_probs=log_probs * mask,
+        successes=None if successes is None else successes * mask,
+    )

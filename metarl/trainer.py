@@ -371,6 +371,10 @@ class Trainer:
                 "time/outer_step_s": finished - sampled,
             }
         )
+        for stage, episodes in (("pre", batch.pre[0]), ("post", batch.post)):
+            rate = episodes.success_rate()  # envs that report info["success"] (Meta-World)
+            if rate is not None:
+                metrics[f"charts/success_rate_{stage}_adaptation"] = rate.mean().item()
         return metrics
 
     def payload(self) -> dict[str, Any]:

@@ -205,15 +205,19 @@ def evaluate_run(args: argparse.Namespace) -> int:
     env_steps = evaluation.summary.env_steps
     for k, value in enumerate(evaluation.mean_return):
         writer.add_scalar(f"eval/return_step_{k}", value, env_steps)
+    success = evaluation.summary.success_rate  # envs reporting info["success"] (Meta-World)
+    for k, value in enumerate(success or []):
+        writer.add_scalar(f"eval/success_rate_step_{k}", value, env_steps)
     writer.close()
     print(
         f"{evaluation.env}, {args.num_tasks} held-out tasks, {evaluation.episodes_per_task} "
         f"episodes per step, checkpoint {evaluation.checkpoint}"
     )
     curve = torch.tensor(evaluation.returns, dtype=torch.float64)
-    print("steps | mean return | std over tasks")
+    print("steps | mean return | std over tasks" + (" | success rate" if success else ""))
     for k in range(evaluation.adapt_steps + 1):
-        print(f"{k:5d} | {curve[k].mean():11.2f} | {curve[k].std():.2f}")
+        rate = f" | {success[k]:12.1%}" if success else ""
+        print(f"{k:5d} | {curve[k].mean():11.2f} | {curve[k].std():14.2f}{rate}")
     print(f"wrote {args.run_dir / 'evaluation.json'} and evaluation.png")
     return 0
 
