@@ -151,7 +151,8 @@ def adaptation_outcomes(
     )
     if len(schedule) != adapt_steps:
         raise ValueError(f"got {len(schedule)} step sizes for {adapt_steps} steps")
-    stages = adaptation_trace(
+    returns, rates = [], []
+    for stage in adaptation_trace(  # one stage's episodes in memory at a time
         policy,
         params,
         env,
@@ -164,10 +165,10 @@ def adaptation_outcomes(
         estimator,
         adapted_names,
         normalize_advantages,
-    )
-    returns = torch.stack([stage.episodes.episode_returns().mean(dim=1) for stage in stages])
-    rates = [stage.episodes.success_rate() for stage in stages]
-    return returns, None if rates[0] is None else torch.stack(rates)
+    ):
+        returns.append(stage.episodes.episode_returns().mean(dim=1))
+        rates.append(stage.episodes.success_rate())
+    return torch.stack(returns), None if rates[0] is None else torch.stack(rates)
 
 
 class OracleBatchedEnv(BatchedTaskEnv):
