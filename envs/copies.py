@@ -93,6 +93,14 @@ def _numeric(value: Any) -> bool:
     )
 
 
+def take_dimensions(batched: BatchedTaskEnv, env: gym.Env) -> None:
+    """Set ``batched``'s observation/action sizes and action bounds from one copy ``env``."""
+    batched.observation_dim = int(np.prod(env.observation_space.shape))
+    batched.action_dim = int(np.prod(env.action_space.shape))
+    batched.action_low = np.asarray(env.action_space.low, dtype=np.float64)
+    batched.action_high = np.asarray(env.action_space.high, dtype=np.float64)
+
+
 class EnvCopies(BatchedTaskEnv):
     """``num_copies`` copies of one task env in this process, stepped one after another."""
 
@@ -102,14 +110,10 @@ class EnvCopies(BatchedTaskEnv):
         if num_copies <= 0:
             raise ValueError(f"num_copies must be positive, got {num_copies}")
         self.envs = [make() for _ in range(num_copies)]
-        first = self.envs[0]
         self.num_copies = num_copies
         self.max_episode_steps = int(max_episode_steps)
-        self.observation_dim = int(np.prod(first.observation_space.shape))
-        self.action_dim = int(np.prod(first.action_space.shape))
-        self.action_low = np.asarray(first.action_space.low, dtype=np.float64)
-        self.action_high = np.asarray(first.action_space.high, dtype=np.float64)
-        self._action_dtype = first.action_space.dtype
+        take_dimensions(self, self.envs[0])
+        self._action_dtype = self.envs[0].action_space.dtype
         self._obs = np.zeros((num_copies, self.observation_dim), dtype=np.float32)
         self._done = np.ones(num_copies, dtype=bool)
         self._steps = 0
@@ -201,10 +205,7 @@ class ProcessEnvCopies(BatchedTaskEnv):
         self.max_episode_steps = int(max_episode_steps)
         self.timeout_s = timeout_s
         probe = make()
-        self.observation_dim = int(np.prod(probe.observation_space.shape))
-        self.action_dim = int(np.prod(probe.action_space.shape))
-        self.action_low = np.asarray(probe.action_space.low, dtype=np.float64)
-        self.action_high = np.asarray(probe.action_space.high, dtype=np.float64)
+        take_dimensions(self, probe)
         probe.close()
         counts = [
             len(c) for c in np.array_split(np.arange(num_copies), min(num_workers, num_copies))
