@@ -31,6 +31,7 @@ from metarl.adaptation import STEP_SIZE_PREFIX, inner_step
 from metarl.advantages import add_advantages
 from metarl.checkpoint import CheckpointError, save_checkpoint
 from metarl.config import TrainConfig, evaluation_protocol
+from metarl.distributed import DEFAULT_TIMEOUT_S, World
 from metarl.episodes import Episodes
 from metarl.evaluation import (
     CurveSummary,
@@ -40,6 +41,7 @@ from metarl.evaluation import (
     evaluate_policy_curve,
     held_out_tasks,
     load_policy,
+    policy_from_payload,
 )
 from metarl.policies import Params, gaussian_log_prob
 from metarl.selection import Selection, select_snapshot, snapshot_paths
@@ -431,20 +433,34 @@ def load(
 
 
 def train(
-    config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    dist_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> MetaPolicy:
     """Meta-train with ``config`` into ``run_dir`` (TensorBoard logs, checkpoints), as
     ``scripts/train.py`` does; ``resume`` continues a stopped run. Returns the final policy,
     with the last iteration's logged values in ``training_metrics``.
 
-    Raises ``ValueError`` for a bad config or run folder and
-    :class:`~metarl.trainer.TrainingDiverged` if the updates stay non-finite.
+    Under ``torchrun`` every rank calls this and trains its share of each meta-batch
+    (:mod:`metarl.distributed`; ``dist_timeout_s`` bounds every wait for another rank);
+    rank 0 writes ``run_dir``, and every rank returns the same policy.
+
+    Raises ``ValueError`` for a bad config or run folder,
+    :class:`~metarl.trainer.TrainingDiverged` if the updates stay non-finite and
+    :class:`~metarl.distributed.RankFailure` if another rank fails.
     """
     from metarl.trainer import Trainer
 
-    trainer = Trainer(config, run_dir, resume=resume)
+    world = World.join(dist_timeout_s)
+    trainer = Trainer(config, run_dir, resume=resume, world=world)
     metrics = trainer.run(progress=progress)
-    meta = load(trainer.run_dir)
+    if world.is_main:
+        meta = load(trainer.run_dir)
+    else:  # the same parameters, without reading rank 0's files (maybe on another machine)
+        latest = trainer.checkpoint_dir / "latest.pt"
+        meta = MetaPolicy(policy_from_payload(trainer.payload(), latest))
     meta.training_metrics = dict(metrics)
     return meta
 

@@ -15,6 +15,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 # upper limits that no run on one machine can reach anyway (memory is checked separately)
 MAX_COUNT = 10**7
@@ -71,8 +72,20 @@ positive = number(0.0, open_minimum=True)
 fraction = number(0.0, 1.0)
 
 
-def run_script(main: Callable[[], int | None]) -> None:
-    """Run a script's ``main`` and exit with its status; Ctrl-C exits 130 with one line."""
+def run_script(main: Callable[[], int | None], distributed: bool = False) -> None:
+    """Run a script's ``main`` and exit with its status; Ctrl-C exits 130 with one line.
+
+    Unless ``distributed``, a launch over several ranks (torchrun) is refused: only
+    training splits its work over ranks; any other script would run N times over.
+    """
+    from metarl.distributed import refuse_ranks
+
+    if not distributed:
+        try:
+            refuse_ranks(Path(sys.argv[0]).name)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
     try:
         status = main()
     except KeyboardInterrupt:

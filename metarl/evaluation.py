@@ -269,10 +269,14 @@ def load_policy(path: str | Path) -> LoadedPolicy:
 
     Raises :class:`CheckpointError` (or ``ValueError`` for a bad config) naming the file.
     """
+    path = Path(path)
+    return policy_from_payload(load_checkpoint(path), path)
+
+
+def policy_from_payload(payload: Mapping[str, Any], path: Path) -> LoadedPolicy:
+    """A checkpoint's content as an evaluable policy (``path``: where it is, or will be)."""
     from metarl.trainer import head_names
 
-    path = Path(path)
-    payload = load_checkpoint(path)
     try:
         config = config_from_dict(payload["config"])
         params, learned = split_meta_params(payload["params"])

@@ -2,11 +2,16 @@
 
 The sampler only collects data. Copy ``i * episodes_per_task + j`` of the batched env
 runs episode ``j`` of task ``i``; the result is a time-major :class:`Episodes` batch.
+
+Action noise comes from one generator, or from one generator per task: then a task's
+episodes depend only on its own stream and its copies' reset seeds, not on which other
+tasks are sampled with it (what makes distributed training independent of the number of
+ranks, :mod:`metarl.distributed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +23,30 @@ from metarl.episodes import Episodes
 from metarl.policies import Params, distribution_params, gaussian_log_prob
 
 
+def action_noise(
+    generator: torch.Generator | Sequence[torch.Generator],
+    shape: tuple[int, int, int, int],
+    dtype: torch.dtype,
+) -> Callable[[int], torch.Tensor]:
+    """``t -> `` standard normal noise ``[1, tasks, episodes, act_dim]`` for time step ``t``.
+
+    One generator: drawn step by step. One per task: each task's ``[T, episodes, act_dim]``
+    block is drawn from its own generator at once.
+    """
+    horizon, num_tasks, episodes, act_dim = shape
+    if isinstance(generator, torch.Generator):
+        return lambda t: torch.randn(
+            1, num_tasks, episodes, act_dim, generator=generator, dtype=dtype
+        )
+    if len(generator) != num_tasks:
+        raise ValueError(f"{len(generator)} generators for {num_tasks} tasks")
+    noise = torch.stack(
+        [torch.randn(horizon, episodes, act_dim, generator=g, dtype=dtype) for g in generator],
+        dim=1,
+    )
+    return lambda t: noise[t].unsqueeze(0)
+
+
 @torch.no_grad()
 def rollouts(
     policy: nn.Module,
@@ -25,7 +54,7 @@ def rollouts(
     env: BatchedTaskEnv,
     tasks: Sequence[Mapping[str, Any]],
     episodes_per_task: int,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     env_seed: int | None = None,
     per_task: bool = False,
     deterministic: bool = False,
@@ -33,8 +62,9 @@ def rollouts(
     """Run ``episodes_per_task`` episodes of every task with ``pi_params``.
 
     ``params`` are shared by all tasks, or per task (leading task dimension) if
-    ``per_task``. Actions are drawn with ``generator``; ``env_seed`` seeds the envs'
-    reset noise. With ``deterministic`` the policy's mean action is taken. Actions are
+    ``per_task``. Actions are drawn with ``generator``, or with ``generator[i]`` for task
+    ``i`` if it is a sequence; ``env_seed`` seeds the envs' reset noise (copy ``k`` gets
+    ``env_seed + k``). With ``deterministic`` the policy's mean action is taken. Actions are
     recorded in policy units; the env gets them through :func:`envs.to_env_actions`.
     """
     num_tasks = len(tasks)
@@ -52,6 +82,7 @@ def rollouts(
     mask = torch.zeros(shape, dtype=dtype)
     log_probs = torch.zeros(shape, dtype=dtype)
     successes = None  # filled in if the env reports info["success"]
+    noise_of_step = action_noise(generator, (*shape, env.action_dim), dtype)
 
     obs = torch.as_tensor(env.reset(copy_tasks, seed=env_seed), dtype=dtype).reshape(
         num_tasks, episodes_per_task, -1
@@ -59,11 +90,8 @@ def rollouts(
     alive = torch.ones(num_tasks, episodes_per_task, dtype=torch.bool)
     for t in range(horizon):
         mean, log_std = distribution_params(policy, params, obs.unsqueeze(0), per_task)
-        if deterministic:
-            action = mean[0]
-        else:
-            noise = torch.randn(mean.shape, generator=generator, dtype=dtype)
-            action = (mean + torch.exp(log_std) * noise)[0]
+        noise = 0.0 if deterministic else torch.exp(log_std) * noise_of_step(t)
+        action = (mean + noise)[0]
         observations[t], actions[t], mask[t] = obs, action, alive.to(dtype)
         log_probs[t] = gaussian_log_prob(mean, log_std, action.unsqueeze(0))[0]
         env_actions = to_env_actions(

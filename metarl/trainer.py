@@ -36,6 +36,7 @@ from metarl.algorithms.promp import ProMP
 from metarl.algorithms.reptile import Reptile
 from metarl.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from metarl.config import TrainConfig, config_from_dict, load_config
+from metarl.distributed import RankFailure, World
 from metarl.episodes import Episodes
 from metarl.guards import RejectedBatch, check_episodes, update_problem
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
@@ -49,9 +50,10 @@ def make_policy(config: TrainConfig, env: TaskEnv) -> GaussianMLPPolicy:
     """The policy architecture a config describes, for ``env``'s spaces."""
     obs_dim = int(np.prod(env.observation_space.shape))
     act_dim = int(np.prod(env.action_space.shape))
-    return GaussianMLPPolicy(
+    policy = GaussianMLPPolicy(
         obs_dim, act_dim, config.hidden_sizes, config.activation, config.init_std, config.init
     )
+    return policy.to(getattr(torch, config.precision))
 
 
 def head_names(policy: GaussianMLPPolicy) -> list[str]:
@@ -69,8 +71,12 @@ def initial_meta_params(config: TrainConfig, policy: GaussianMLPPolicy) -> Param
     return params
 
 
-def make_algorithm(config: TrainConfig, policy: GaussianMLPPolicy) -> OuterAlgorithm:
-    """The outer algorithm a config names, around the configured inner loop."""
+def make_algorithm(
+    config: TrainConfig, policy: GaussianMLPPolicy, world: World | None = None
+) -> OuterAlgorithm:
+    """The outer algorithm a config names, around the configured inner loop; its means over
+    tasks span ``world``'s ranks (default: this process alone)."""
+    world = World() if world is None else world
     inner = InnerLoop(
         step_size=config.inner_lr,
         first_order=config.first_order or config.algo == "reptile",
@@ -87,9 +93,10 @@ def make_algorithm(config: TrainConfig, policy: GaussianMLPPolicy) -> OuterAlgor
             kl_coeff=config.promp_kl_coeff,
             adaptive_kl=config.promp_adaptive_kl,
             kl_target=config.promp_kl_target,
+            world=world,
         )
     if config.algo == "reptile":
-        return Reptile(policy, inner, step_size=config.reptile_step_size)
+        return Reptile(policy, inner, step_size=config.reptile_step_size, world=world)
     return MamlTrpo(
         policy,
         inner,
@@ -99,7 +106,22 @@ def make_algorithm(config: TrainConfig, policy: GaussianMLPPolicy) -> OuterAlgor
         line_search_steps=config.line_search_steps,
         line_search_ratio=config.line_search_ratio,
         fisher_subsample=config.fisher_subsample,
+        world=world,
     )
+
+
+def task_streams(
+    rng: np.random.Generator, num_tasks: int, episodes_per_task: int, block: slice
+) -> tuple[list[torch.Generator], int]:
+    """Random streams of one batch for the tasks in ``block`` of ``num_tasks``.
+
+    Returns an action-noise generator per task and the reset seed of the block's first env
+    copy. Every rank draws the same numbers from ``rng`` (for all tasks) and keeps its
+    block's, so a task's episodes do not depend on how the meta-batch is split.
+    """
+    seeds = rng.integers(2**31 - 1, size=num_tasks + 1)
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds[1:][block]]
+    return generators, int(seeds[0]) + block.start * episodes_per_task
 
 
 def sample_meta_batch(
@@ -109,18 +131,34 @@ def sample_meta_batch(
     env: BatchedTaskEnv,
     tasks: list[dict[str, Any]],
     config: TrainConfig,
-    generator: torch.Generator,
     rng: np.random.Generator,
+    block: slice | None = None,
 ) -> MetaBatch:
     """Pre-update rollouts for each inner step, then post-update rollouts with adapted params.
 
-    Raises :class:`~metarl.guards.RejectedBatch` as soon as a batch is unfit to learn from.
+    ``tasks`` is the whole meta-batch; only those in ``block`` (default: all) are sampled,
+    with ``env`` holding their copies. Raises :class:`~metarl.guards.RejectedBatch` as soon
+    as a batch is unfit to learn from.
     """
+    block = slice(0, len(tasks)) if block is None else block
+    own_tasks = tasks[block]
+    # drawn up front: every rank consumes rng alike, even if its batch is rejected early
+    streams = [
+        task_streams(rng, len(tasks), config.episodes_per_task, block)
+        for _ in range(config.inner_steps + 1)
+    ]
 
     def collect(current: Params, per_task: bool, name: str) -> Episodes:
-        env_seed = int(rng.integers(2**31 - 1))
+        generators, env_seed = streams[len(pre)]
         episodes = rollouts(
-            policy, current, env, tasks, config.episodes_per_task, generator, env_seed, per_task
+            policy,
+            current,
+            env,
+            own_tasks,
+            config.episodes_per_task,
+            generators,
+            env_seed,
+            per_task,
         )
         check_episodes(episodes, name)
         episodes = add_advantages(
@@ -156,8 +194,7 @@ class TrainState:
     iteration: int  # completed meta-iterations
     env_steps: int
     best_return: float
-    rng: np.random.Generator
-    generator: torch.Generator
+    rng: np.random.Generator  # every draw of the run: tasks, seeds of per-task streams
     consecutive_failures: int = 0
     algorithm_state: dict[str, Any] = field(default_factory=dict)
 
@@ -169,7 +206,6 @@ class TrainState:
             "env_steps": self.env_steps,
             "best_return": self.best_return,
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
-            "torch_rng": self.generator.get_state(),
             "consecutive_failures": self.consecutive_failures,
             "algorithm_state": self.algorithm_state,
         }
@@ -185,15 +221,12 @@ class TrainState:
             )
         rng = np.random.default_rng()
         rng.bit_generator.state = json.loads(payload["numpy_rng"])
-        generator = torch.Generator()
-        generator.set_state(payload["torch_rng"])
         return cls(
             params={name: value.clone() for name, value in params.items()},
             iteration=int(payload["iteration"]),
             env_steps=int(payload["env_steps"]),
             best_return=float(payload["best_return"]),
             rng=rng,
-            generator=generator,
             consecutive_failures=int(payload.get("consecutive_failures", 0)),
             algorithm_state=payload.get("algorithm_state", {}),
         )
@@ -257,68 +290,119 @@ class TrainingDiverged(RuntimeError):
     """Raised when too many consecutive updates had to be rejected."""
 
 
-class Trainer:
-    """Meta-trains a policy initialisation as a config says, in ``run_dir``."""
+def resolved_config(config: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
+    """The config a run in ``run_dir`` trains with: ``config``, or the saved one to resume.
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False) -> None:
+    Resuming may only extend ``iterations``; a fresh run refuses an occupied folder.
+    """
+    config_path = run_dir / "config.json"
+    if not resume:
+        refuse_occupied(run_dir)
+        return config
+    if not config_path.is_file():
+        raise FileNotFoundError(f"cannot resume: {config_path} does not exist")
+    saved = load_config(str(config_path))
+    if config.iterations < saved.iterations:
+        return saved
+    return config_from_dict({**saved.to_dict(), "iterations": config.iterations})
+
+
+class _NoWriter:
+    """What ranks other than 0 log to: nothing."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def add_text(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Trainer:
+    """Meta-trains a policy initialisation as a config says, in ``run_dir``.
+
+    Under ``torchrun`` (``world``: :meth:`World.join <metarl.distributed.World.join>` by
+    default) each rank samples its block of the meta-batch's tasks and the outer step is
+    all-reduced (:mod:`metarl.distributed`); rank 0 alone reads and writes the run folder
+    and hands the config and state to the others.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        resume: bool = False,
+        world: World | None = None,
+    ) -> None:
+        self.world = World.join() if world is None else world
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        config_path = self.run_dir / "config.json"
-        if resume:
-            if not config_path.is_file():
-                raise FileNotFoundError(f"cannot resume: {config_path} does not exist")
-            saved = load_config(str(config_path))
-            if config.iterations < saved.iterations:
-                config = saved
-            else:  # resuming may extend a run; nothing else may change
-                config = config_from_dict({**saved.to_dict(), "iterations": config.iterations})
-        else:
-            refuse_occupied(self.run_dir)
-        self.config = config
-        configure_process(config.threads)
-        self.env = make_task_env(config.env)
-        num_copies = config.meta_batch_size * config.episodes_per_task
-        check_training_memory(config, self.env, num_copies)  # before anything is written
         self.fresh = not resume  # a fresh run's folder holds only what it wrote
         self.created_dir = not self.run_dir.exists()
-        self.lock = RunLock(self.run_dir)
+        self.lock: RunLock | None = None
+        config = self._agreed_config(config, resume)
+        self.config = config
+        self.block = self.world.block(config.meta_batch_size)
+        configure_process(config.threads)
+        self.env = make_task_env(config.env)
+        num_copies = (self.block.stop - self.block.start) * config.episodes_per_task
+        check_training_memory(config, self.env, num_copies)  # before anything is written
+        if self.world.is_main:
+            self.lock = RunLock(self.run_dir)
         try:
             self._build(config, resume, num_copies)
         except BaseException:
             self.discard_if_never_saved()
-            self.lock.release()
+            self.release_lock()
             raise
 
+    def _agreed_config(self, config: TrainConfig, resume: bool) -> TrainConfig:
+        """Rank 0's resolved config on every rank (its error, if any, on every rank)."""
+        outcome: tuple[str, Any] = ("ok", None)
+        if self.world.is_main:
+            try:
+                outcome = ("ok", resolved_config(config, self.run_dir, resume).to_dict())
+            except (ValueError, OSError) as error:
+                self.world.broadcast(("error", str(error)))
+                raise
+        outcome = self.world.broadcast(outcome)
+        if outcome[0] == "error":
+            raise RankFailure(f"rank 0 refused the run: {outcome[1]}")
+        return config_from_dict(outcome[1])
+
     def _build(self, config: TrainConfig, resume: bool, num_copies: int) -> None:
-        """Everything after the run folder is locked: env copies, policy, state, config.json."""
+        """Env copies, policy, algorithm, and the state rank 0 starts or resumes from."""
         self.batched_env = self.env.batched(num_copies)
         torch.manual_seed(config.seed)
         self.policy = make_policy(config, self.env)
-        self.algorithm = make_algorithm(config, self.policy)
+        self.algorithm = make_algorithm(config, self.policy, self.world)
         initial = initial_meta_params(config, self.policy)
-        latest = self.checkpoint_dir / "latest.pt"
-        if resume and latest.is_file():
-            self.state = load_run_checkpoint(latest, config, initial)
+        payload = None
+        if self.world.is_main:
+            latest = self.checkpoint_dir / "latest.pt"
+            if resume and latest.is_file():
+                payload = load_run_checkpoint(latest, config, initial).to_payload(config)
+            else:
+                payload = TrainState(
+                    params=initial,
+                    iteration=0,
+                    env_steps=0,
+                    best_return=-math.inf,
+                    rng=np.random.default_rng(config.seed),
+                ).to_payload(config)
+        self.state = TrainState.from_payload(self.world.broadcast(payload), initial)
+        if self.state.algorithm_state:  # a resumed run's (a fresh run's algorithm is fresh)
             self.algorithm.load_state_dict(self.state.algorithm_state, self.state.params)
-        else:
-            self.state = TrainState(
-                params=initial,
-                iteration=0,
-                env_steps=0,
-                best_return=-math.inf,
-                rng=np.random.default_rng(config.seed),
-                generator=torch.Generator().manual_seed(config.seed),
-            )
         self.last_problem: str | None = None
-        text = json.dumps(config.to_dict(), indent=2)
-        atomic_write(self.run_dir / "config.json", lambda file: file.write(text.encode()))
+        if self.world.is_main:
+            text = json.dumps(config.to_dict(), indent=2)
+            atomic_write(self.run_dir / "config.json", lambda file: file.write(text.encode()))
 
-    def iterate(self) -> dict[str, float]:
-        """One meta-iteration; updates the state and returns its metrics."""
+    def _sample(self, tasks: list[dict[str, Any]]) -> tuple[MetaBatch | None, str | None]:
+        """This rank's part of the meta-batch, or the reason a rank rejected it (all agree)."""
         config, state = self.config, self.state
-        start = time.perf_counter()
-        tasks = self.env.sample_tasks(config.meta_batch_size, state.rng)
-        metrics: dict[str, float] = {}
+        rejected_steps = 0
         try:
             batch = sample_meta_batch(
                 self.policy,
@@ -327,14 +411,31 @@ class Trainer:
                 self.batched_env,
                 tasks,
                 config,
-                state.generator,
                 state.rng,
+                self.block,
             )
             problem = None
         except RejectedBatch as error:
-            batch, problem = None, str(error)
-            state.env_steps += error.env_steps
+            batch, problem, rejected_steps = None, str(error), error.env_steps
+        self.world.wait_for_all("sampling", self.state.iteration + 1)
+        reports = self.world.gather((problem, rejected_steps))
+        state.env_steps += sum(steps for _, steps in reports)
+        problems = [(rank, text) for rank, (text, _) in enumerate(reports) if text is not None]
+        if not problems:
+            return batch, None
+        if self.world.size == 1:
+            return None, problems[0][1]
+        rank, text = problems[0]
+        return None, f"rank {rank}: {text}"
+
+    def iterate(self) -> dict[str, float]:
+        """One meta-iteration; updates the state and returns its metrics."""
+        config, state, world = self.config, self.state, self.world
+        start = time.perf_counter()
+        tasks = self.env.sample_tasks(config.meta_batch_size, state.rng)
+        batch, problem = self._sample(tasks)
         sampled = time.perf_counter()
+        metrics: dict[str, float] = {}
         if batch is not None:
             new_params, metrics = self.algorithm.step(state.params, batch)
             problem = update_problem(metrics, new_params)
@@ -353,28 +454,18 @@ class Trainer:
         if batch is None:
             metrics["charts/iteration"] = float(state.iteration)
             return metrics
-        steps = sum(episodes.num_steps for episodes in [*batch.pre, batch.post])
+        local_steps = sum(episodes.num_steps for episodes in [*batch.pre, batch.post])
+        steps = int(world.sum(torch.tensor(float(local_steps), dtype=torch.float64)).item())
         state.env_steps += steps
-        pre_return = batch.pre[0].episode_returns().mean().item()
-        post_return = batch.post.episode_returns().mean().item()
+        metrics.update(batch_statistics(batch, world))
         metrics.update(
             {
-                "charts/return_pre_adaptation": pre_return,
-                "charts/return_post_adaptation": post_return,
-                "charts/adaptation_gain": post_return - pre_return,
-                # episodes that end early (2D navigation: on the goal) show up here
-                "charts/episode_length_pre_adaptation": batch.pre[0].mask.sum(0).mean().item(),
-                "charts/episode_length_post_adaptation": batch.post.mask.sum(0).mean().item(),
                 "charts/iteration": float(state.iteration),
                 "charts/SPS": steps / (finished - start),
                 "time/sampling_s": sampled - start,
                 "time/outer_step_s": finished - sampled,
             }
         )
-        for stage, episodes in (("pre", batch.pre[0]), ("post", batch.post)):
-            rate = episodes.success_rate()  # envs that report info["success"] (Meta-World)
-            if rate is not None:
-                metrics[f"charts/success_rate_{stage}_adaptation"] = rate.mean().item()
         return metrics
 
     def payload(self) -> dict[str, Any]:
@@ -405,9 +496,12 @@ class Trainer:
         path = self.checkpoint_dir / f"snapshot_{self.state.iteration:06d}.pt"
         save_checkpoint(path, self.payload())
 
-    def iterate_and_log(self, writer: SummaryWriter, bar: Any) -> dict[str, float]:
-        """One iteration with its logging, best-so-far and checkpoints; returns its metrics."""
-        config, state = self.config, self.state
+    def iterate_and_log(self, writer: SummaryWriter | _NoWriter, bar: Any) -> dict[str, float]:
+        """One iteration with its logging, best-so-far and checkpoints; returns its metrics.
+
+        Every rank runs this (their states agree); only rank 0 writes.
+        """
+        config, state, main = self.config, self.state, self.world.is_main
         sampled_with = state.params
         metrics = self.iterate()
         for tag, value in metrics.items():
@@ -416,7 +510,7 @@ class Trainer:
             latest = self.checkpoint_dir / "latest.pt"
             saved = (
                 f"The last good checkpoint is {latest}"
-                if latest.is_file()
+                if latest.is_file() or not main
                 else "No checkpoint was reached, so the run folder is removed"
             )
             raise TrainingDiverged(
@@ -427,7 +521,8 @@ class Trainer:
         post = metrics.get("charts/return_post_adaptation", nan)
         if post > state.best_return:
             state.best_return = post
-            self.save_best(sampled_with, state.iteration - 1)
+            if main:
+                self.save_best(sampled_with, state.iteration - 1)
         bar.update(1)
         bar.set_postfix(
             pre=f"{metrics.get('charts/return_pre_adaptation', nan):.1f}",
@@ -435,15 +530,17 @@ class Trainer:
             kl=f"{metrics.get('losses/kl', nan):.4f}",
         )
         done = state.iteration == config.iterations
-        if done or state.iteration % config.checkpoint_every == 0:
+        if main and (done or state.iteration % config.checkpoint_every == 0):
             writer.flush()
             self.save()
-        if state.iteration % config.snapshot_every == 0:
+        if main and state.iteration % config.snapshot_every == 0:
             self.save_snapshot()
         return metrics
 
     def discard_if_never_saved(self) -> None:
         """After a failure before the first checkpoint, remove what this run wrote."""
+        if not self.world.is_main:
+            return
         if not self.fresh or (self.checkpoint_dir / "latest.pt").is_file():
             return
         if self.created_dir:
@@ -453,39 +550,52 @@ class Trainer:
             if path.name != LOCK_NAME:
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
+    def release_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
     def run(self, progress: bool = True) -> dict[str, float]:
         """Train until ``config.iterations``; returns the last iteration's metrics."""
         from tqdm import tqdm
 
-        config, state = self.config, self.state
-        # Events past the checkpoint were written by the killed process: drop them.
-        purge_step = state.env_steps + 1 if state.iteration else None
-        writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
-        if state.iteration == 0:
-            writer.add_text("hyperparameters", hyperparameter_table(config))
+        config, state, world = self.config, self.state, self.world
+        writer: SummaryWriter | _NoWriter = _NoWriter()
+        if world.is_main:
+            # Events past the checkpoint were written by the killed process: drop them.
+            purge_step = state.env_steps + 1 if state.iteration else None
+            writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
+            if state.iteration == 0:
+                writer.add_text("hyperparameters", hyperparameter_table(config))
         metrics: dict[str, float] = {}
         bar = tqdm(
-            total=config.iterations, initial=state.iteration, disable=not progress, unit="it"
+            total=config.iterations,
+            initial=state.iteration,
+            disable=not (progress and world.is_main),
+            unit="it",
         )
         completed = False
         try:
             with StopRequest() as stop:
-                while state.iteration < config.iterations and not stop.requested:
+                stopping = False  # a stop asked of any rank stops every rank, at the same point
+                while state.iteration < config.iterations and not stopping:
                     metrics = self.iterate_and_log(writer, bar)
-                if stop.requested:
+                    stopping = world.any(stop.requested)
+                if stopping:
                     writer.flush()
-                    self.save()
+                    if world.is_main:
+                        self.save()
+                    signal_name = stop.signal_name or "signal"
                     raise TrainingInterrupted(
-                        f"stopped by {stop.signal_name} at iteration {state.iteration}; "
+                        f"stopped by {signal_name} at iteration {state.iteration}; "
                         f"checkpoint saved to {self.checkpoint_dir / 'latest.pt'}. Continue "
                         f"with: python scripts/train.py --run-dir {self.run_dir} --resume",
-                        stop.signal_name or "signal",
-                        128 + stop.signal_number,
+                        signal_name,
+                        128 + (stop.signal_number or 15),
                         state.iteration,
                     )
             completed = True
         except KeyboardInterrupt:
-            if (self.checkpoint_dir / "latest.pt").is_file():
+            if world.is_main and (self.checkpoint_dir / "latest.pt").is_file():
                 print(
                     f"stopped at once; the last checkpoint in {self.checkpoint_dir} is kept: "
                     f"continue with python scripts/train.py --run-dir {self.run_dir} --resume",
@@ -498,5 +608,24 @@ class Trainer:
             self.batched_env.close()  # worker processes of a generic batched env
             if not completed:
                 self.discard_if_never_saved()
-            self.lock.release()
+            self.release_lock()
         return metrics
+
+
+def batch_statistics(batch: MetaBatch, world: World) -> dict[str, float]:
+    """Returns, episode lengths and success rates of a meta-batch, averaged over its tasks
+    (over every rank's block: one all-reduce)."""
+    stages = {"pre": batch.pre[0], "post": batch.post}
+    names, values = [], []
+    for stage, episodes in stages.items():
+        names += [f"charts/return_{stage}_adaptation", f"charts/episode_length_{stage}_adaptation"]
+        # episodes that end early (2D navigation: on the goal) show up in the length
+        values += [episodes.episode_returns().mean(), episodes.mask.sum(0).mean()]
+        rate = episodes.success_rate()  # envs that report info["success"] (Meta-World)
+        if rate is not None:
+            names.append(f"charts/success_rate_{stage}_adaptation")
+            values.append(rate.mean())
+    means = world.mean(torch.stack(values).double()).tolist()
+    statistics = dict(zip(names, means, strict=True))
+    gain = statistics["charts/return_post_adaptation"] - statistics["charts/return_pre_adaptation"]
+    return {**statistics, "charts/adaptation_gain": gain}

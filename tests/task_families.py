@@ -7,6 +7,8 @@ The others are broken on purpose, each in one way.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -68,11 +70,29 @@ class StepFailsEnv(LineGoalEnv):
         return super().step(action)
 
 
+class RankFaultEnv(LineGoalEnv):
+    """Fails on one rank of a distributed run, as ``METARL_TEST_FAULT=<hang|die>:<rank>:<n>``
+    says: from the ``n``-th reset of a copy on that rank on, it sleeps for ever or exits."""
+
+    resets = 0  # per process
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        kind, rank, after = os.environ.get("METARL_TEST_FAULT", "none:-1:0").split(":")
+        RankFaultEnv.resets += 1
+        if os.environ.get("RANK") == rank and RankFaultEnv.resets >= int(after):
+            if kind == "hang":
+                while True:
+                    time.sleep(1.0)
+            os._exit(3)
+        return super().reset(seed=seed, options=options)
+
+
 for name, env_class in {
     "LineGoal-v0": LineGoalEnv,
     "NoSetTask-v0": NoSetTaskEnv,
     "NumpyTask-v0": NumpyTaskEnv,
     "StepFails-v0": StepFailsEnv,
+    "RankFault-v0": RankFaultEnv,
 }.items():
     if name not in gym.registry:
         gym.register(name, entry_point=env_class, max_episode_steps=20)

@@ -27,7 +27,7 @@ gradient, the line search and its KL check always use the full batch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from torch.func import grad_and_value
 
 from metarl.algorithms.base import InnerLoop, MetaBatch
 from metarl.curvature import GaussianFisher
+from metarl.distributed import World
 from metarl.losses import masked_mean, surrogate_loss
 from metarl.policies import Params, distribution_params, gaussian_kl, gaussian_log_prob
 from metarl.trpo import flatten, line_search, trust_region_step, unflatten
@@ -134,15 +135,19 @@ class MamlTrpo:
     line_search_steps: int = 15
     line_search_ratio: float = 0.8
     fisher_subsample: float = 1.0
+    world: World = field(default_factory=World)  # ranks whose tasks' means are averaged
 
     def step(self, params: Params, batch: MetaBatch) -> tuple[Params, dict[str, float]]:
         """One TRPO update of the shared initialisation; returns new params and metrics."""
         objective = PostUpdateObjective(self.policy, self.inner, params, batch)
-        theta = objective.theta_old
-        old_loss, gradient = objective.gradient()
+        theta, mean = objective.theta_old, self.world.mean  # block means -> meta-batch means
+        local_loss, local_gradient = objective.gradient()
+        loss_and_gradient = mean(torch.cat([local_loss.reshape(1), local_gradient]))
+        old_loss, gradient = loss_and_gradient[0], loss_and_gradient[1:]
+        local_product = objective.fisher_vector_product(self.fisher_subsample)
         full_step = trust_region_step(
             gradient,
-            objective.fisher_vector_product(self.fisher_subsample),
+            lambda vector: mean(local_product(vector)),
             self.max_kl,
             self.cg_iterations,
             self.cg_damping,
@@ -151,7 +156,9 @@ class MamlTrpo:
         def evaluate(candidate: torch.Tensor) -> tuple[float, float]:
             phi = objective.adapted(unflatten(candidate, theta))
             with torch.no_grad():
-                return objective.surrogate_of_phi(phi).item(), objective.kl_of_phi(phi).item()
+                local = torch.stack([objective.surrogate_of_phi(phi), objective.kl_of_phi(phi)])
+            surrogate, kl = mean(local).tolist()
+            return surrogate, kl
 
         result = line_search(
             evaluate,

@@ -5,7 +5,8 @@ Outer loss, minimised with several Adam steps on one sampled meta-batch:
     L(theta) = mean_i -E[min(r A, clip(r, 1 - eps, 1 + eps) A)]  +  eta * KL(pi_theta_old || pi_theta)
 
 with ``r = pi_{phi_i(theta)} / pi_{phi_i(theta_old)}`` on the post-update episodes and the
-KL between the old and new pre-update policies on the pre-update episodes. ``eta`` is
+KL between the old and new pre-update policies on the pre-update episodes (a per-task mean
+over steps, then a mean over tasks, like every other mean here). ``eta`` is
 fixed, or adapted after each meta-iteration towards ``kl_target`` (halved when the KL is
 below ``kl_target / 1.5``, doubled above ``1.5 * kl_target``), as in ProMP's code.
 """
@@ -21,6 +22,7 @@ from torch import nn
 
 from metarl.adaptation import split_meta_params
 from metarl.algorithms.base import InnerLoop, MetaBatch
+from metarl.distributed import World
 from metarl.losses import clipped_surrogate_loss, masked_mean
 from metarl.policies import Params, distribution_params, gaussian_kl, gaussian_log_prob
 
@@ -37,6 +39,7 @@ class ProMP:
     kl_coeff: float = 5e-4
     adaptive_kl: bool = False
     kl_target: float = 0.01
+    world: World = field(default_factory=World)  # ranks whose tasks' means are averaged
     _optimizer: torch.optim.Adam | None = field(default=None, repr=False)
     _leaves: Params | None = field(default=None, repr=False)
 
@@ -72,31 +75,40 @@ class ProMP:
                 policy, split_meta_params(leaves)[0], first.observations, False
             )
             kl = gaussian_kl(pre_mean_old, pre_log_std_old, pre_mean, pre_log_std)
-            return surrogate, masked_mean(kl, first.mask)
+            return surrogate, masked_mean(kl, first.mask, task_axis=1).mean()
 
         surrogate_before = None
         for _ in range(self.outer_steps):
             surrogate, kl = losses()
             if surrogate_before is None:
-                surrogate_before = surrogate.item()
+                surrogate_before = self.world.mean(surrogate.detach()).item()
             loss = surrogate + self.kl_coeff * kl
             self._optimizer.zero_grad()
             loss.backward()
+            self._average_gradients_over_ranks(list(leaves.values()))
             self._optimizer.step()
         with torch.no_grad():
-            surrogate, kl = losses()
+            surrogate, kl = self.world.mean(torch.stack(losses())).tolist()
         metrics = {
             "losses/surrogate_before": surrogate_before,
-            "losses/surrogate": surrogate.item(),
-            "losses/kl": kl.item(),
+            "losses/surrogate": surrogate,
+            "losses/kl": kl,
             "losses/kl_coeff": self.kl_coeff,
         }
         if self.adaptive_kl:
-            if kl.item() < self.kl_target / 1.5:
+            if kl < self.kl_target / 1.5:
                 self.kl_coeff /= 2.0
-            elif kl.item() > self.kl_target * 1.5:
+            elif kl > self.kl_target * 1.5:
                 self.kl_coeff *= 2.0
         return {k: v.detach().clone() for k, v in leaves.items()}, metrics
+
+    def _average_gradients_over_ranks(self, leaves: list[torch.Tensor]) -> None:
+        """Replace each rank's block gradient by the meta-batch's (one all-reduce)."""
+        if self.world.size == 1:
+            return
+        flat = self.world.mean(torch.cat([leaf.grad.reshape(-1) for leaf in leaves]))
+        for leaf, part in zip(leaves, flat.split([leaf.numel() for leaf in leaves]), strict=True):
+            leaf.grad.copy_(part.view_as(leaf))
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"kl_coeff": self.kl_coeff}

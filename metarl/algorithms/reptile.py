@@ -7,13 +7,14 @@ flows through the inner loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from metarl.algorithms.base import InnerLoop, MetaBatch
+from metarl.distributed import World
 from metarl.policies import Params
 
 
@@ -24,6 +25,7 @@ class Reptile:
     policy: nn.Module
     inner: InnerLoop
     step_size: float = 0.1
+    world: World = field(default_factory=World)  # ranks whose tasks' means are averaged
 
     def step(self, params: Params, batch: MetaBatch) -> tuple[Params, dict[str, float]]:
         with torch.no_grad():
@@ -31,7 +33,7 @@ class Reptile:
             new = dict(params)
             norm_sq = 0.0
             for name, value in adapted.items():
-                direction = (value - params[name]).mean(0)
+                direction = self.world.mean((value - params[name]).mean(0))
                 new[name] = params[name] + self.step_size * direction
                 norm_sq += float(direction.pow(2).sum())
         return new, {"losses/reptile_direction_norm": norm_sq**0.5}
