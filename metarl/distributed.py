@@ -73,6 +73,10 @@ class World:
     # the launcher's key-value store: where each rank notes how far it got, so that the
     # ranks left standing can name one that died or hangs
     store: Any = field(default=None, compare=False, repr=False)
+    # what this rank has sent through collectives: {"collectives": n, "bytes": b}
+    traffic: dict[str, int] = field(
+        default_factory=lambda: {"collectives": 0, "bytes": 0}, compare=False, repr=False
+    )
 
     @classmethod
     def join(cls, timeout_s: float = DEFAULT_TIMEOUT_S) -> World:
@@ -124,7 +128,11 @@ class World:
         return list(items[self.block(len(items))])
 
     # --- collectives (the identity in one process) -----------------------------------------
-    def _collective(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    def _collective(
+        self, what: str, call: Any, *args: Any, payload_bytes: int = 0, **kwargs: Any
+    ) -> Any:
+        self.traffic["collectives"] += 1
+        self.traffic["bytes"] += payload_bytes
         try:
             return call(*args, **kwargs)
         except (RuntimeError, ValueError) as error:  # DistBackendError is a RuntimeError
@@ -139,7 +147,7 @@ class World:
         if self.size == 1:
             return local
         total = local.detach().clone()
-        self._collective("all-reduce", dist.all_reduce, total)
+        self._all_reduce(total)
         return total / self.size
 
     def sum(self, local: torch.Tensor) -> torch.Tensor:
@@ -147,8 +155,12 @@ class World:
         if self.size == 1:
             return local
         total = local.detach().clone()
-        self._collective("all-reduce", dist.all_reduce, total)
+        self._all_reduce(total)
         return total
+
+    def _all_reduce(self, tensor: torch.Tensor) -> None:
+        size = tensor.numel() * tensor.element_size()
+        self._collective("all-reduce", dist.all_reduce, tensor, payload_bytes=size)
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is true on any rank."""
@@ -178,6 +190,7 @@ class World:
         if self.size == 1:
             return
         self.store.set(f"metarl/reached/{self.rank}", str(step))
+        self.traffic["collectives"] += 1
         try:
             dist.monitored_barrier(timeout=timedelta(seconds=self.timeout_s), wait_all_ranks=True)
         except RuntimeError as error:

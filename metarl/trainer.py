@@ -417,7 +417,9 @@ class Trainer:
             problem = None
         except RejectedBatch as error:
             batch, problem, rejected_steps = None, str(error), error.env_steps
+        arrived = time.perf_counter()
         self.world.wait_for_all("sampling", self.state.iteration + 1)
+        self.sync_s = time.perf_counter() - arrived  # waiting for slower ranks
         reports = self.world.gather((problem, rejected_steps))
         state.env_steps += sum(steps for _, steps in reports)
         problems = [(rank, text) for rank, (text, _) in enumerate(reports) if text is not None]
@@ -432,6 +434,7 @@ class Trainer:
         """One meta-iteration; updates the state and returns its metrics."""
         config, state, world = self.config, self.state, self.world
         start = time.perf_counter()
+        traffic = dict(world.traffic)
         tasks = self.env.sample_tasks(config.meta_batch_size, state.rng)
         batch, problem = self._sample(tasks)
         sampled = time.perf_counter()
@@ -466,6 +469,10 @@ class Trainer:
                 "time/outer_step_s": finished - sampled,
             }
         )
+        if world.size > 1:  # what a rank sent in this iteration, and how long it waited
+            metrics["time/sync_wait_s"] = self.sync_s
+            for name in ("collectives", "bytes"):
+                metrics[f"distributed/{name}"] = float(world.traffic[name] - traffic[name])
         return metrics
 
     def payload(self) -> dict[str, Any]:
@@ -585,10 +592,11 @@ class Trainer:
                     if world.is_main:
                         self.save()
                     signal_name = stop.signal_name or "signal"
+                    launcher = "python" if world.size == 1 else "torchrun ..."
                     raise TrainingInterrupted(
                         f"stopped by {signal_name} at iteration {state.iteration}; "
                         f"checkpoint saved to {self.checkpoint_dir / 'latest.pt'}. Continue "
-                        f"with: python scripts/train.py --run-dir {self.run_dir} --resume",
+                        f"with: {launcher} scripts/train.py --run-dir {self.run_dir} --resume",
                         signal_name,
                         128 + (stop.signal_number or 15),
                         state.iteration,
