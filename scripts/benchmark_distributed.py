@@ -1,7 +1,7 @@
 """Seconds per meta-iteration with 1 and N ranks, and what the ranks send each other.
 
-For each env and rank count: ``scripts/train.py`` with the env's paper defaults (``--threads
-1`` per rank, launched with torchrun for N > 1) for ``--iterations`` meta-iterations in a
+For each env and rank count: ``scripts/train.py`` with the env's paper defaults (``--threads``
+per rank, default 1, launched with torchrun for N > 1) for ``--iterations`` meta-iterations in a
 temporary folder; the per-iteration times and traffic come from its TensorBoard log (the
 first iteration is a warm-up and is left out). Then the time of one all-reduce of the
 policy's gradient between two ranks on this machine (loopback), the per-message cost a
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", nargs="+", default=DEFAULT_ENVS, help="env ids")
     parser.add_argument("--ranks", nargs="+", type=cli.integer(1, 64), default=[1, 2])
     parser.add_argument("--iterations", type=cli.integer(2, 1000), default=4)
+    parser.add_argument("--threads", type=cli.threads, default=1, help="torch threads per rank")
     parser.add_argument(
         "--all-reduce-floats",
         type=cli.integer(1, 10**9),
@@ -55,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def train_command(env_id: str, ranks: int, iterations: int, run_dir: Path) -> list[str]:
+def train_command(
+    env_id: str, ranks: int, iterations: int, run_dir: Path, threads: int
+) -> list[str]:
     script = [
         str(ROOT / "scripts/train.py"),
         "--env", env_id,
         "--iterations", str(iterations),
-        "--threads", "1",
+        "--threads", str(threads),
         "--run-dir", str(run_dir),
         "--no-progress",
     ]  # fmt: skip
@@ -70,13 +73,13 @@ def train_command(env_id: str, ranks: int, iterations: int, run_dir: Path) -> li
     return [*launcher, "--nproc-per-node", str(ranks), *script]
 
 
-def measure_training(env_id: str, ranks: int, iterations: int) -> dict[str, float]:
+def measure_training(env_id: str, ranks: int, iterations: int, threads: int) -> dict[str, float]:
     """Mean per-iteration times and traffic of a short run (iterations after the first)."""
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / "run"
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         result = subprocess.run(
-            train_command(env_id, ranks, iterations, run_dir),
+            train_command(env_id, ranks, iterations, run_dir, threads),
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -133,14 +136,14 @@ def gradient_floats(env_id: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    print("| env | ranks | s / iteration | sampling s | outer step s | waiting s | "
+    print("| env | ranks x threads | s / iteration | sampling s | outer step s | waiting s | "
           "collectives / it | all-reduced KB / it |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for env_id in args.env:
         for ranks in args.ranks:
-            row = measure_training(env_id, ranks, args.iterations)
+            row = measure_training(env_id, ranks, args.iterations, args.threads)
             print(
-                f"| {env_id} | {ranks} | {row['iteration_s']:.2f} | {row['sampling_s']:.2f} | "
+                f"| {env_id} | {ranks} x {args.threads} | {row['iteration_s']:.2f} | {row['sampling_s']:.2f} | "
                 f"{row['outer_step_s']:.2f} | {row['sync_wait_s']:.3f} | "
                 f"{row['collectives']:.0f} | {row['bytes'] / 1024:.0f} |",
                 flush=True,
