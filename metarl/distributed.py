@@ -57,8 +57,13 @@ def refuse_ranks(script: str) -> None:
         )
 
 
+_joined: World | None = None  # the ranks this process is connected to, once joined
+
+
 def leave_ranks() -> None:
     """Disconnect from the other ranks, if connected (at the end of a distributed run)."""
+    global _joined
+    _joined = None
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -92,8 +97,14 @@ class World:
             raise ValueError(
                 f"WORLD_SIZE={size} but {', '.join(missing)} not set: launch with torchrun"
             )
+        global _joined
+        if _joined is not None and dist.is_initialized():
+            return _joined  # a second run in the same processes (metarl.train called again)
         if dist.is_initialized():
-            raise ValueError("torch.distributed is already initialised: join only once")
+            raise ValueError(
+                "torch.distributed was initialised outside metarl: let metarl.train (or "
+                "World.join) connect the ranks, so that it can name a rank that fails"
+            )
         timeout = timedelta(seconds=timeout_s)
         try:
             store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
@@ -105,7 +116,8 @@ class World:
                 f"rank {os.environ['RANK']}: could not connect to the other ranks at "
                 f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}: {error}"
             ) from error
-        return cls(rank, size, timeout_s, store)
+        _joined = cls(rank, size, timeout_s, store)
+        return _joined
 
     @property
     def is_main(self) -> bool:
