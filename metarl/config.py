@@ -39,6 +39,14 @@ class TrainConfig:
     episodes_per_task: int = _opt(
         20, "episodes per task per inner step (K)", minimum=1, maximum=10**5
     )
+    batch_per_task: str = _opt(
+        "episodes",
+        "what a task's batch holds: 'episodes' = exactly K episodes; 'steps' = the paper's "
+        "sampler, whole episodes until at least K x horizon steps, so episodes that end early "
+        "(Ant's falls, goals reached) are made up for (up to horizon x more memory and outer-"
+        "step work when episodes are short)",
+        choices=("episodes", "steps"),
+    )
     inner_steps: int = _opt(1, "inner gradient steps at training time", minimum=1, maximum=100)
     inner_lr: float = _opt(0.1, "inner step size alpha", positive=True, maximum=100.0)
     first_order: bool = _opt(False, "first-order MAML: no gradient through the inner step")

@@ -13,7 +13,9 @@ class Episodes:
     """Rollouts of ``episodes`` episodes for each of ``tasks`` tasks, ``T`` steps long.
 
     ``mask[t, i, j]`` is 1 while episode ``j`` of task ``i`` is running at step ``t``
-    and 0 after it ended; rewards and advantages are 0 there too.
+    and 0 after it ended; rewards and advantages are 0 there too. Tasks may hold different
+    numbers of episodes (the paper's batch of at least K x H steps per task): a task's
+    unused episode slots are all-zero in ``mask`` (see :attr:`present`).
     """
 
     observations: torch.Tensor  # [T, tasks, episodes, obs_dim]
@@ -51,9 +53,26 @@ class Episodes:
         """Number of valid environment steps in the batch."""
         return int(self.mask.sum().item())
 
+    @property
+    def present(self) -> torch.Tensor:
+        """``[tasks, episodes]``: 1 for an episode slot that holds an episode, else 0."""
+        return (self.mask[0] > 0).to(self.rewards.dtype)
+
     def episode_returns(self) -> torch.Tensor:
-        """Undiscounted return of each episode, ``[tasks, episodes]``."""
+        """Undiscounted return of each episode, ``[tasks, episodes]`` (0 in unused slots)."""
         return (self.rewards * self.mask).sum(0)
+
+    def _per_task_mean(self, values: torch.Tensor) -> torch.Tensor:
+        present = self.present
+        return (values * present).sum(1) / present.sum(1).clamp(min=1.0)
+
+    def mean_returns(self) -> torch.Tensor:
+        """Mean undiscounted episode return of each task, ``[tasks]``."""
+        return self._per_task_mean(self.episode_returns())
+
+    def mean_lengths(self) -> torch.Tensor:
+        """Mean episode length of each task, ``[tasks]``."""
+        return self._per_task_mean(self.mask.sum(0))
 
     def success_rate(self) -> torch.Tensor | None:
         """Per task, the fraction of episodes in which ``info["success"]`` was ever 1
@@ -61,14 +80,23 @@ class Episodes:
         if self.successes is None:
             return None
         succeeded = ((self.successes * self.mask) >= 1).any(dim=0)
-        return succeeded.to(self.rewards.dtype).mean(dim=1)
+        return self._per_task_mean(succeeded.to(self.rewards.dtype))
 
-    def first_episodes(self, count: int) -> Episodes:
-        """The first ``count`` episodes of every task (episodes are i.i.d., so a fair subsample)."""
-        fields = {
-            f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[:, :, :count]
-            for f in dataclasses.fields(self)
-        }
+    def first_episodes(self, fraction: float) -> Episodes:
+        """The first ``max(1, round(fraction * n_i))`` episodes of each task ``i`` of ``n_i``
+        (episodes are i.i.d., so a fair subsample; it depends on that task alone)."""
+        counts = (self.present.sum(1) * fraction).round().clamp(min=1.0)  # [tasks]
+        width = int(counts.max().item())
+        slots = torch.arange(width, dtype=counts.dtype)
+        keep = (slots[None, :] < counts[:, None]).to(self.rewards.dtype)  # [tasks, width]
+        fields = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                value = value[:, :, :width]
+                if f.name not in ("observations", "actions"):  # zero the dropped episodes
+                    value = value * keep
+            fields[f.name] = value
         return Episodes(**fields)
 
     def with_advantages(self, advantages: torch.Tensor) -> Episodes:

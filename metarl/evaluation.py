@@ -34,7 +34,7 @@ from metarl.checkpoint import CheckpointError, load_checkpoint
 from metarl.config import TrainConfig, config_from_dict, evaluation_protocol
 from metarl.episodes import Episodes
 from metarl.policies import GaussianMLPPolicy, Params
-from metarl.sampler import rollouts
+from metarl.sampler import rollouts, rollouts_of_min_steps
 
 
 def test_time_step_sizes(step_size: float, steps: int, later_ratio: float = 0.5) -> list[float]:
@@ -78,6 +78,7 @@ def adaptation_trace(
     adapted_names: Collection[str] | None = None,
     normalize_advantages: bool = True,
     sample_last: bool = True,
+    batch_per_task: str = "episodes",
 ) -> Iterator[AdaptationStage]:
     """Yield the rollouts after ``k = 0..len(step_sizes)`` inner steps, adapting in between.
 
@@ -85,8 +86,10 @@ def adaptation_trace(
     is a number or, for Meta-SGD, a dict of per-parameter step sizes; ``estimator`` and
     ``adapted_names`` (ANIL) are passed to :func:`~metarl.adaptation.inner_step`. With
     ``sample_last=False`` the final stage carries the adapted parameters without rollouts
-    (what adapting, as opposed to evaluating, needs).
+    (what adapting, as opposed to evaluating, needs). ``batch_per_task="steps"`` samples
+    the paper's batch (:func:`~metarl.sampler.rollouts_of_min_steps`) at every stage.
     """
+    sample = rollouts_of_min_steps if batch_per_task == "steps" else rollouts
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     current, per_task = params, False
@@ -96,7 +99,7 @@ def adaptation_trace(
             yield AdaptationStage(k, current, per_task, None)
             break
         env_seed = int(rng.integers(2**31 - 1))
-        episodes = rollouts(
+        episodes = sample(
             policy, current, env, tasks, episodes_per_task, generator, env_seed, per_task
         )
         yield AdaptationStage(k, current, per_task, episodes)
@@ -138,6 +141,7 @@ def adaptation_outcomes(
     estimator: str = "reinforce",
     adapted_names: Collection[str] | None = None,
     normalize_advantages: bool = True,
+    batch_per_task: str = "episodes",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean return and success rate per task after ``k = 0..adapt_steps`` inner steps, each
     ``[adapt_steps + 1, tasks]`` (success ``None`` unless the env reports ``info["success"]``).
@@ -165,8 +169,9 @@ def adaptation_outcomes(
         estimator,
         adapted_names,
         normalize_advantages,
+        batch_per_task=batch_per_task,
     ):
-        returns.append(stage.episodes.episode_returns().mean(dim=1))
+        returns.append(stage.episodes.mean_returns())
         rates.append(stage.episodes.success_rate())
     return torch.stack(returns), None if rates[0] is None else torch.stack(rates)
 
@@ -430,6 +435,7 @@ def evaluate_policy_curve(
         estimator=loaded.config.inner_estimator,
         adapted_names=loaded.adapted_names,
         normalize_advantages=loaded.config.normalize_advantages,
+        batch_per_task=loaded.config.batch_per_task,  # as the run was trained
     )
     stats = [mean_and_ci95(row) for row in curve.double().numpy()]
     return CurveSummary(

@@ -11,6 +11,7 @@ ranks, :mod:`metarl.distributed`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -117,3 +118,73 @@ def rollouts(
         log_probs=log_probs * mask,
         successes=None if successes is None else successes * mask,
     )
+
+
+ROUND_SEED_STRIDE = 10**7  # round r resets copy k with env_seed + k + r * stride
+
+
+def rollouts_of_min_steps(
+    policy: nn.Module,
+    params: Params,
+    env: BatchedTaskEnv,
+    tasks: Sequence[Mapping[str, Any]],
+    episodes_per_task: int,
+    generator: torch.Generator | Sequence[torch.Generator],
+    env_seed: int | None = None,
+    per_task: bool = False,
+) -> Episodes:
+    """The paper's batch per task: whole episodes until each task has at least
+    ``episodes_per_task * horizon`` valid steps, so episodes that end early (falls, goals
+    reached) are made up for with more episodes.
+
+    Sampled in rounds of :func:`rollouts`; a round's episodes of a task are kept, in order,
+    while the task still needs steps, so what a task gets depends on that task alone. Tasks
+    end up with different numbers of episodes (unused slots masked out,
+    :attr:`Episodes.present`). At most ``horizon`` rounds: each gives every task at least
+    ``episodes_per_task`` steps.
+    """
+    target = episodes_per_task * env.max_episode_steps
+    rounds: list[Episodes] = []
+    kept: list[torch.Tensor] = []
+    steps = None
+    for round_index in range(env.max_episode_steps):
+        seed = None if env_seed is None else env_seed + round_index * ROUND_SEED_STRIDE
+        batch = rollouts(policy, params, env, tasks, episodes_per_task, generator, seed, per_task)
+        lengths = batch.mask.sum(0)  # [tasks, episodes]
+        steps = torch.zeros(lengths.shape[0], dtype=lengths.dtype) if steps is None else steps
+        before = steps[:, None] + torch.cumsum(lengths, dim=1) - lengths
+        keep = before < target
+        rounds.append(batch)
+        kept.append(keep)
+        steps = steps + (lengths * keep).sum(1)
+        if bool((steps >= target).all()):
+            break
+    return _kept_episodes(rounds, torch.cat(kept, dim=1))
+
+
+def _kept_episodes(rounds: list[Episodes], keep: torch.Tensor) -> Episodes:
+    """The kept episodes of ``rounds`` (``keep``: ``[tasks, all episodes]``), moved to the
+    front of each task's slots; slots past a task's count are masked out."""
+    if len(rounds) == 1:
+        return rounds[0]
+    counts = keep.sum(1)
+    width = int(counts.max().item())
+    # per task, the indices of its kept episodes first (a stable sort keeps their order)
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    used = (torch.arange(width)[None, :] < counts[:, None]).to(rounds[0].rewards.dtype)
+    fields: dict[str, torch.Tensor | None] = {}
+    for field in dataclasses.fields(Episodes):
+        parts = [getattr(batch, field.name) for batch in rounds]
+        if parts[0] is None:
+            fields[field.name] = None
+            continue
+        joined = torch.cat(parts, dim=2)  # [T, tasks, all episodes, ...]
+        index = order[None].expand(joined.shape[0], -1, -1)
+        index = index.reshape(*index.shape, *([1] * (joined.dim() - 3))).expand(
+            -1, -1, -1, *joined.shape[3:]
+        )
+        value = torch.gather(joined, 2, index)
+        if field.name not in ("observations", "actions"):
+            value = value * used.reshape(1, *used.shape, *([1] * (value.dim() - 3)))
+        fields[field.name] = value
+    return Episodes(**fields)

@@ -42,7 +42,7 @@ from metarl.guards import RejectedBatch, check_episodes, update_problem
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
 from metarl.run_lock import LOCK_NAME, RunLock
 from metarl.runtime import configure_process
-from metarl.sampler import rollouts
+from metarl.sampler import rollouts, rollouts_of_min_steps
 from metarl.stop_request import StopRequest, TrainingInterrupted
 
 
@@ -150,7 +150,8 @@ def sample_meta_batch(
 
     def collect(current: Params, per_task: bool, name: str) -> Episodes:
         generators, env_seed = streams[len(pre)]
-        episodes = rollouts(
+        sample = rollouts_of_min_steps if config.batch_per_task == "steps" else rollouts
+        episodes = sample(
             policy,
             current,
             env,
@@ -628,7 +629,9 @@ def batch_statistics(batch: MetaBatch, world: World) -> dict[str, float]:
     for stage, episodes in stages.items():
         names += [f"charts/return_{stage}_adaptation", f"charts/episode_length_{stage}_adaptation"]
         # episodes that end early (2D navigation: on the goal) show up in the length
-        values += [episodes.episode_returns().mean(), episodes.mask.sum(0).mean()]
+        values += [episodes.mean_returns().mean(), episodes.mean_lengths().mean()]
+        names.append(f"charts/episodes_per_task_{stage}_adaptation")  # > K: made-up steps
+        values.append(episodes.present.sum(1).mean())
         rate = episodes.success_rate()  # envs that report info["success"] (Meta-World)
         if rate is not None:
             names.append(f"charts/success_rate_{stage}_adaptation")

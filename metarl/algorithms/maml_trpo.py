@@ -109,9 +109,8 @@ class PostUpdateObjective:
         linearized, post = self.linearized, self.batch.post
         if subsample < 1.0:
             pre = self.batch.pre
-            count = max(1, round(post.mask.shape[2] * subsample))
-            pre_small = [episodes.first_episodes(count) for episodes in pre]
-            post = post.first_episodes(count)
+            pre_small = [episodes.first_episodes(subsample) for episodes in pre]
+            post = post.first_episodes(subsample)
             linearized = linearized.with_hessians_on(pre_small)
         fisher = GaussianFisher(self.policy, self.phi_old, post)
         theta = self.theta_old
