@@ -21,7 +21,6 @@ any other collective gives up after the same timeout. Either way every rank ends
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -134,10 +133,6 @@ class World:
             )
         share = num_items // self.size
         return slice(self.rank * share, (self.rank + 1) * share)
-
-    def select(self, items: Sequence[T]) -> list[T]:
-        """This rank's block of ``items``."""
-        return list(items[self.block(len(items))])
 
     # --- collectives (the identity in one process) -----------------------------------------
     def _collective(
