@@ -27,6 +27,7 @@ from torch.func import functional_call, grad, vjp, vmap
 
 from metarl.episodes import Episodes
 from metarl.losses import inner_loss
+from metarl.mlp_products import InnerLossCurvature, mlp_layout
 from metarl.policies import Params, gaussian_log_prob
 
 StepSize = float | Params  # a scalar, or one tensor per parameter (Meta-SGD)
@@ -230,6 +231,8 @@ class LinearizedAdaptation:
             learned if learned is not None else step_size, params, adapted_names
         )
         self._task_gradients = _task_gradients(policy, estimator)
+        # the REINFORCE loss of the project's MLP policy has its products written out by hand
+        self._layout = mlp_layout(policy) if estimator == "reinforce" else None
         self._points: list[Params] = []  # phi_{k-1}, where step k's Hessian is taken
         self._inner_gradients: list[Params] = []  # grad L_k at phi_{k-1}, per task
         self._hessian_products: list[Callable[[Params], Params]] = []
@@ -237,7 +240,11 @@ class LinearizedAdaptation:
         for episodes in batches:
             self._points.append(point)
             if first_order:
-                gradient = self._task_gradients(point, episodes)
+                gradient = (
+                    InnerLossCurvature(self._layout, point, episodes).gradient
+                    if self._layout is not None
+                    else self._task_gradients(point, episodes)
+                )
             else:
                 gradient, product = self._hessian_product(point, episodes)
                 self._hessian_products.append(product)
@@ -250,6 +257,9 @@ class LinearizedAdaptation:
         self, point: Params, episodes: Episodes
     ) -> tuple[Params, Callable[[Params], Params]]:
         """The inner gradients at ``point`` and ``v -> H v`` with their reverse pass stored."""
+        if self._layout is not None:
+            curvature = InnerLossCurvature(self._layout, point, episodes)
+            return curvature.gradient, curvature.hessian_product
         gradient, product = vjp(lambda p: self._task_gradients(p, episodes), point)
         return gradient, lambda v: product(v)[0]
 

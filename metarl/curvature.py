@@ -18,6 +18,7 @@ from torch import nn
 from torch.func import jvp, vjp
 
 from metarl.episodes import Episodes
+from metarl.mlp_products import MlpLayout, PolicyFisher, mlp_layout, task_major
 from metarl.policies import Params, distribution_params
 
 
@@ -31,6 +32,11 @@ class GaussianFisher:
 
     def __init__(self, policy: nn.Module, phi: Params, episodes: Episodes) -> None:
         phi = {k: v.detach() for k, v in phi.items()}
+        layout = mlp_layout(policy)
+        self._by_hand: PolicyFisher | None = None
+        if layout is not None:  # the same products, written out for the MLP (2-3x faster)
+            self._by_hand = _mlp_fisher(layout, phi, episodes)
+            return
         observations = episodes.observations
 
         def distribution(p: Params) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +55,23 @@ class GaussianFisher:
         self._log_std_weight = 2.0 * task_weight.unsqueeze(-1).expand(log_std.shape)
 
     def __call__(self, tangent: Params) -> Params:
+        if self._by_hand is not None:
+            return self._by_hand(tangent)
         _, (mean_tangent, log_std_tangent) = jvp(self._distribution, (self._phi,), (tangent,))
         cotangent = (self._mean_weight * mean_tangent, self._log_std_weight * log_std_tangent)
         return self._pullback(cotangent)[0]
+
+
+def _mlp_fisher(layout: MlpLayout, phi: Params, episodes: Episodes) -> PolicyFisher:
+    """:class:`GaussianFisher`'s weights, task-major, for the hand-written products."""
+    mask = task_major(episodes.mask, 0)  # [tasks, N]
+    num_tasks = mask.shape[0]
+    counts = mask.sum(1, keepdim=True)
+    step_weight = mask / counts.clamp(min=1.0) / num_tasks
+    precision = torch.exp(-2.0 * phi[layout.log_std]).unsqueeze(1)  # [tasks, 1, act]
+    mean_weight = step_weight.unsqueeze(-1) * precision
+    log_std_weight = (
+        2.0 * (counts > 0).to(mask.dtype) / num_tasks * torch.ones_like(phi[layout.log_std])
+    )
+    observations = task_major(episodes.observations, 1)
+    return PolicyFisher(layout, phi, observations, mean_weight, log_std_weight)

@@ -45,6 +45,8 @@ def time_iterations(config, iterations: int) -> dict[str, float]:
         "outer_step": [],
         "total": [],
     }
+    outer_parts = ("time/outer_gradient_s", "time/outer_curvature_s", "time/outer_line_search_s")
+    split: dict[str, list[float]] = {}
     for _ in range(iterations + 1):  # the first iteration warms up and is not counted
         tasks = env.sample_tasks(config.meta_batch_size, rng)
         t0 = time.perf_counter()
@@ -71,10 +73,14 @@ def time_iterations(config, iterations: int) -> dict[str, float]:
             config.gae_lambda,
         )
         t3 = time.perf_counter()
-        params, _ = algorithm.step(params, MetaBatch([pre], post))
+        params, metrics = algorithm.step(params, MetaBatch([pre], post))
         t4 = time.perf_counter()
         for name, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), strict=True):
             parts[name].append(value)
+        for name in outer_parts:  # MAML-TRPO's split of its outer step
+            if name in metrics:
+                split.setdefault(name, []).append(metrics[name])
+    parts.update(split)
     return {name: statistics.median(values[1:]) for name, values in parts.items()}
 
 
@@ -150,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'setting':<40} {'sampling':>9} {'adapt':>7} {'post':>7} {'outer':>7} {'total s/it':>10}"
+        f"   outer = {'gradient':>8} {'curvature':>9} {'search':>7}"
     )
     for overrides, config in zip(settings, configs, strict=True):
         t = time_iterations(config, args.iterations)
@@ -157,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{label:<40} {t['sampling']:>9.3f} {t['adaptation']:>7.3f} "
             f"{t['post_sampling']:>7.3f} {t['outer_step']:>7.3f} {t['total']:>10.3f}"
+            + (
+                f"           {t['time/outer_gradient_s']:>8.3f} {t['time/outer_curvature_s']:>9.3f}"
+                f" {t['time/outer_line_search_s']:>7.3f}"
+                if "time/outer_gradient_s" in t
+                else ""
+            )
         )
     return 0
 

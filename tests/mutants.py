@@ -91,6 +91,18 @@ MUTANTS = [
         "return -np.square(x_velocity - params[:, 0])",
         "HalfCheetahVel's task term squared",
     ),
+    (
+        "metarl/mlp_products.py",
+        "r_delta = scaled * (r_mean + 2.0 * r_log_std * self.error)",
+        "r_delta = scaled * (r_mean + r_log_std * self.error)",
+        "the inner Hessian's mean/log-std cross term halved",
+    ),
+    (
+        "metarl/mlp_products.py",
+        "r_delta.addcmul_(back_curvature, r_pre[index - 1])",
+        "pass",
+        "the inner Hessian drops tanh's second derivative",
+    ),
 ]
 # the unit tests of the core (the end-to-end tests add minutes and little power here)
 UNIT_TESTS = [
@@ -99,6 +111,7 @@ UNIT_TESTS = [
     "tests/test_estimators.py",
     "tests/test_meta_gradient.py",
     "tests/test_trpo.py",
+    "tests/test_mlp_products.py",
     "tests/test_navigation.py",
     "tests/test_mujoco_envs.py",
     "tests/test_protocol.py",

@@ -26,6 +26,7 @@ gradient, the line search and its KL check always use the full batch.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -138,11 +139,13 @@ class MamlTrpo:
 
     def step(self, params: Params, batch: MetaBatch) -> tuple[Params, dict[str, float]]:
         """One TRPO update of the shared initialisation; returns new params and metrics."""
+        started = time.perf_counter()
         objective = PostUpdateObjective(self.policy, self.inner, params, batch)
         theta, mean = objective.theta_old, self.world.mean  # block means -> meta-batch means
         local_loss, local_gradient = objective.gradient()
         loss_and_gradient = mean(torch.cat([local_loss.reshape(1), local_gradient]))
         old_loss, gradient = loss_and_gradient[0], loss_and_gradient[1:]
+        gradient_done = time.perf_counter()
         local_product = objective.fisher_vector_product(self.fisher_subsample)
         full_step = trust_region_step(
             gradient,
@@ -159,6 +162,7 @@ class MamlTrpo:
             surrogate, kl = mean(local).tolist()
             return surrogate, kl
 
+        curvature_done = time.perf_counter()
         result = line_search(
             evaluate,
             flatten(theta),
@@ -179,6 +183,11 @@ class MamlTrpo:
             "charts/line_search_accepted": float(result.accepted),
             "charts/line_search_backtracks": float(result.backtracks),
             "charts/step_fraction": result.step_fraction,
+            # the outer step's parts: linearization and gradient, curvature products and
+            # conjugate gradient, line search (seconds)
+            "time/outer_gradient_s": gradient_done - started,
+            "time/outer_curvature_s": curvature_done - gradient_done,
+            "time/outer_line_search_s": time.perf_counter() - curvature_done,
         }
         return new_params, metrics
 

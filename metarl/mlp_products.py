@@ -1,0 +1,239 @@
+"""Exact derivative products of the Gaussian MLP policy, written out by hand.
+
+The outer step of MAML-TRPO spends nearly all its time in two kinds of products at
+fixed per-task parameters: Hessian-vector products of the REINFORCE inner loss (the
+Jacobian of the inner step) and Fisher-vector products of the post-update policies.
+Autograd's double backward builds and walks a graph of some twenty kernels per layer
+for each of them. Here both are Pearlmutter's R-operator applied to the network's
+forward and backward pass, written for ``Linear -> activation -> ... -> Linear`` with a
+state-independent log-std (:class:`~metarl.policies.GaussianMLPPolicy`): every product
+is a fixed sequence of batched matrix products over the task axis, and everything that
+does not depend on the vector (activations, their derivatives, the backward pass's
+errors) is computed once, when the point is fixed.
+
+Notation, per task (``n`` indexes its valid and padded steps, ``c_n`` the weight of
+step ``n`` in the loss): ``h_0 = x``, ``z_l = h_{l-1} W_l^T + b_l``, ``h_l = act(z_l)``,
+``mu = z_L``; ``e = a - mu``, ``s = exp(-2 rho)``. The inner loss
+``-sum_n c_n log pi(a_n | x_n)`` has ``dL/dmu = -c e s`` and
+``dL/drho = sum_n c (1 - e^2 s)``; for a direction ``(V_l, u_l, r)``:
+
+- ``R{z_l} = R{h_{l-1}} W_l^T + h_{l-1} V_l^T + u_l``, ``R{h_l} = act'(z_l) R{z_l}``;
+- ``R{dL/dmu} = c s (R{mu} + 2 e r)``, ``R{dL/drho} = 2 sum_n c s e (R{mu} + e r)``;
+- backward: ``R{dW_l} = R{d_l}^T h_{l-1} + d_l^T R{h_{l-1}}``,
+  ``R{d_{l-1}} = act'(z) (R{d_l} W_l + d_l V_l) + act''(z) (d_l W_l) R{z_{l-1}}``.
+
+The tests check every product against autograd (``tests/test_mlp_products.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from metarl.episodes import Episodes
+from metarl.policies import GaussianMLPPolicy, Params
+
+_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh"}
+
+
+@dataclass(frozen=True)
+class MlpLayout:
+    """The parameter names of a Gaussian MLP policy, layer by layer, and its activation."""
+
+    layers: tuple[tuple[str, str], ...]  # (weight name, bias name), input layer first
+    log_std: str
+    activation: str  # "relu" or "tanh"
+
+
+def mlp_layout(policy: nn.Module) -> MlpLayout | None:
+    """The layout of ``policy`` if the hand-written products apply to it, else ``None``.
+
+    They apply to :class:`~metarl.policies.GaussianMLPPolicy` exactly (not to subclasses,
+    which may change the forward pass) with ReLU or tanh hidden layers.
+    """
+    if type(policy) is not GaussianMLPPolicy:
+        return None
+    modules = list(policy.mean)
+    activations = {type(m) for m in modules if not isinstance(m, nn.Linear)}
+    if len(activations) > 1 or not activations <= set(_ACTIVATIONS):
+        return None
+    layers = tuple(
+        (f"mean.{i}.weight", f"mean.{i}.bias")
+        for i, m in enumerate(modules)
+        if isinstance(m, nn.Linear)
+    )
+    expected = [isinstance(m, nn.Linear) for m in modules]
+    if expected != [i % 2 == 0 for i in range(len(modules))]:
+        return None
+    activation = _ACTIVATIONS[activations.pop()] if activations else "relu"
+    return MlpLayout(layers, "log_std", activation)
+
+
+def task_major(values: torch.Tensor, trailing: int) -> torch.Tensor:
+    """``[T, tasks, episodes, *rest]`` -> contiguous ``[tasks, T * episodes, *rest]``."""
+    moved = values.movedim(1, 0)
+    rest = moved.shape[moved.dim() - trailing :] if trailing else ()
+    return moved.reshape(moved.shape[0], -1, *rest).contiguous()
+
+
+class MlpPoint:
+    """The network's forward pass at per-task parameters, with what its products reuse."""
+
+    def __init__(self, layout: MlpLayout, params: Params, inputs: torch.Tensor) -> None:
+        self.layout = layout
+        self.weights = [params[w].detach() for w, _ in layout.layers]
+        self.log_std = params[layout.log_std].detach()  # [tasks, act]
+        self.inputs: list[torch.Tensor] = [inputs]  # h_0 ... h_{L-1}
+        self.slopes: list[torch.Tensor] = []  # act'(z_l), hidden layers
+        self.curvatures: list[torch.Tensor | None] = []  # act''(z_l) (None for ReLU)
+        h = inputs
+        for index, (_, b) in enumerate(layout.layers):
+            z = torch.baddbmm(params[b].detach().unsqueeze(1), h, self.weights[index].mT)
+            if index == len(layout.layers) - 1:
+                self.mean = z
+                break
+            if layout.activation == "relu":
+                h = torch.relu(z)
+                self.slopes.append((z > 0).to(z.dtype))
+                self.curvatures.append(None)
+            else:
+                h = torch.tanh(z)
+                slope = 1.0 - h * h
+                self.slopes.append(slope)
+                self.curvatures.append(-2.0 * h * slope)
+            self.inputs.append(h)
+
+    def tangent(
+        self, direction: Params
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None], list[torch.Tensor | None]]:
+        """Forward mode along ``direction``: ``R{mu}``, the hidden ``R{z_l}`` (kept only where
+        ``act''`` is not zero, else ``None``) and ``R{h_l}`` for each layer's input (``None``
+        for the observations)."""
+        layers = self.layout.layers
+        pre_activations: list[torch.Tensor | None] = []
+        inputs: list[torch.Tensor | None] = [None]
+        for index, (w, b) in enumerate(layers):
+            r_z = torch.baddbmm(direction[b].unsqueeze(1), self.inputs[index], direction[w].mT)
+            r_h = inputs[index]
+            if r_h is not None:
+                r_z.baddbmm_(r_h, self.weights[index].mT)
+            if index == len(layers) - 1:
+                return r_z, pre_activations, inputs
+            if self.curvatures[index] is None:  # in place: R{z_l} is not needed again
+                pre_activations.append(None)
+                inputs.append(r_z.mul_(self.slopes[index]))
+            else:
+                pre_activations.append(r_z)
+                inputs.append(self.slopes[index] * r_z)
+        raise AssertionError("unreachable: a layout has at least one layer")
+
+    def pullback(self, mean_cotangent: torch.Tensor) -> Params:
+        """``(d mu / d params)^T`` applied to ``mean_cotangent`` (no log-std entry)."""
+        out: Params = {}
+        delta = mean_cotangent
+        for index in reversed(range(len(self.layout.layers))):
+            w, b = self.layout.layers[index]
+            out[w] = torch.bmm(delta.mT, self.inputs[index])
+            out[b] = delta.sum(1)
+            if index > 0:
+                delta = torch.bmm(delta, self.weights[index]).mul_(self.slopes[index - 1])
+        return out
+
+
+class InnerLossCurvature:
+    """The REINFORCE inner loss of each task at per-task parameters: gradient and ``v -> H v``.
+
+    ``loss_i = -sum_n c_in log pi(a_n | x_n)`` with ``c = advantage * mask / (valid steps
+    of the task)``, i.e. :func:`~metarl.losses.inner_loss` with ``estimator="reinforce"``.
+    """
+
+    def __init__(self, layout: MlpLayout, params: Params, episodes: Episodes) -> None:
+        if episodes.advantages is None:
+            raise ValueError("episodes need advantages before adaptation (see add_advantages)")
+        mask = task_major(episodes.mask, 0)
+        coefficient = task_major(episodes.advantages, 0) * mask
+        coefficient = coefficient / mask.sum(1, keepdim=True).clamp(min=1.0)
+        self.point = point = MlpPoint(layout, params, task_major(episodes.observations, 1))
+        self.coefficient = coefficient.unsqueeze(-1)  # [tasks, N, 1]
+        self.precision = torch.exp(-2.0 * point.log_std).unsqueeze(1)  # s, [tasks, 1, act]
+        self.error = task_major(episodes.actions, 1) - point.mean  # e
+        self.weighted_error = self.coefficient * self.precision * self.error  # c s e
+        # the backward pass's errors d_l (on z_l) and (d_l W_l) act''(z_{l-1}), reused by
+        # every product
+        self.deltas: list[torch.Tensor] = []
+        self.back_curvatures: list[torch.Tensor | None] = []
+        gradient: Params = {}
+        delta = -self.weighted_error
+        for index in reversed(range(len(layout.layers))):
+            w, b = layout.layers[index]
+            self.deltas.insert(0, delta)
+            gradient[w] = torch.bmm(delta.mT, point.inputs[index])
+            gradient[b] = delta.sum(1)
+            if index > 0:
+                back = torch.bmm(delta, point.weights[index])
+                curvature = point.curvatures[index - 1]
+                self.back_curvatures.insert(0, None if curvature is None else back * curvature)
+                delta = back * point.slopes[index - 1]
+        gradient[layout.log_std] = (
+            self.coefficient * (1.0 - self.error.square() * self.precision)
+        ).sum(1)
+        self.gradient = _ordered(gradient, params)
+
+    def hessian_product(self, direction: Params) -> Params:
+        """``H v`` per task, ``direction`` shaped like the per-task parameters."""
+        point, layout = self.point, self.point.layout
+        r_mean, r_pre, r_h = point.tangent(direction)
+        r_log_std = direction[layout.log_std].unsqueeze(1)  # r, [tasks, 1, act]
+        scaled = self.coefficient * self.precision
+        out: Params = {
+            layout.log_std: 2.0 * (self.weighted_error * (r_mean + self.error * r_log_std)).sum(1)
+        }
+        r_delta = scaled * (r_mean + 2.0 * r_log_std * self.error)
+        for index in reversed(range(len(layout.layers))):
+            w, b = layout.layers[index]
+            delta = self.deltas[index]
+            r_weight = torch.bmm(r_delta.mT, point.inputs[index])
+            if r_h[index] is not None:
+                r_weight.baddbmm_(delta.mT, r_h[index])
+            out[w] = r_weight
+            out[b] = r_delta.sum(1)
+            if index > 0:
+                r_back = torch.bmm(delta, direction[w]).baddbmm_(r_delta, point.weights[index])
+                r_delta = r_back.mul_(point.slopes[index - 1])
+                back_curvature = self.back_curvatures[index - 1]
+                if back_curvature is not None:
+                    r_delta.addcmul_(back_curvature, r_pre[index - 1])
+        return _ordered(out, direction)
+
+
+class PolicyFisher:
+    """``u -> F u``: the Fisher of the per-task Gaussian policies, as :class:`GaussianFisher`.
+
+    ``mean_weight`` (``[tasks, N, act]``) and ``log_std_weight`` (``[tasks, act]``) are the
+    KL's second derivatives in the mean and the log-std, times each step's weight.
+    """
+
+    def __init__(
+        self,
+        layout: MlpLayout,
+        params: Params,
+        observations: torch.Tensor,
+        mean_weight: torch.Tensor,
+        log_std_weight: torch.Tensor,
+    ) -> None:
+        self.point = MlpPoint(layout, params, observations)
+        self.mean_weight, self.log_std_weight = mean_weight, log_std_weight
+
+    def __call__(self, tangent: Params) -> Params:
+        r_mean, _, _ = self.point.tangent(tangent)
+        out = self.point.pullback(self.mean_weight * r_mean)
+        log_std = self.point.layout.log_std
+        out[log_std] = self.log_std_weight * tangent[log_std]
+        return _ordered(out, tangent)
+
+
+def _ordered(values: Params, like: Params) -> Params:
+    """``values`` in the key order of ``like`` (flatten/unflatten rely on dict order)."""
+    return {name: values[name] for name in like}

@@ -1,0 +1,99 @@
+"""The hand-written MLP products equal autograd's (float64, padded episodes, both activations).
+
+The end-to-end checks (meta-gradient against finite differences, the curvature against the
+explicit Hessian of the KL) in test_meta_gradient.py and test_trpo.py run through these
+products too; here each product is compared on its own, per task.
+"""
+
+import pytest
+import torch
+from torch import nn
+from torch.func import vjp
+
+from metarl.adaptation import _expand, _task_gradients
+from metarl.curvature import GaussianFisher
+from metarl.mlp_products import InnerLossCurvature, mlp_layout
+from metarl.policies import GaussianMLPPolicy
+from tests.helpers import D, random_episodes
+
+
+class AutogradPolicy(GaussianMLPPolicy):
+    """The same network; a subclass, so the products fall back to autograd."""
+
+
+def _pair(hidden, activation, obs_dim=3, act_dim=2):
+    torch.manual_seed(0)
+    fast = GaussianMLPPolicy(obs_dim, act_dim, hidden, activation, 0.7, init="torch").to(D)
+    slow = AutogradPolicy(obs_dim, act_dim, hidden, activation, 0.7, init="torch").to(D)
+    slow.load_state_dict(fast.state_dict())
+    return fast, slow
+
+
+def _point(policy, tasks, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    params = _expand({k: v.detach() for k, v in policy.named_parameters()}, tasks)
+    # per-task points away from the shared initialisation, and some ReLUs switched off
+    return {
+        k: v + 0.3 * torch.randn(v.shape, generator=generator, dtype=D) for k, v in params.items()
+    }
+
+
+def _random_like(params, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(v.shape, generator=generator, dtype=D) for k, v in params.items()}
+
+
+CASES = [((7, 5), "relu"), ((7, 5), "tanh"), ((6,), "tanh"), ((4, 5, 3), "relu"), ((), "relu")]
+
+
+@pytest.mark.parametrize("hidden,activation", CASES)
+def test_inner_gradient_and_hessian_products_equal_autograd(hidden, activation):
+    policy, _ = _pair(hidden, activation)
+    episodes = random_episodes(0, obs_dim=3)
+    point = _point(policy, episodes.num_tasks)
+    gradients = _task_gradients(policy, "reinforce")
+    expected_gradient, pullback = vjp(lambda p: gradients(p, episodes), point)
+    curvature = InnerLossCurvature(mlp_layout(policy), point, episodes)
+    assert list(curvature.gradient) == list(point)
+    for name in point:
+        torch.testing.assert_close(curvature.gradient[name], expected_gradient[name])
+    for seed in (2, 3):
+        direction = _random_like(point, seed)
+        expected = pullback(direction)[0]
+        product = curvature.hessian_product(direction)
+        assert list(product) == list(point)
+        for name in point:
+            assert expected[name].abs().max() > 1e-6
+            torch.testing.assert_close(product[name], expected[name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("hidden,activation", CASES)
+def test_fisher_products_equal_autograd(hidden, activation):
+    fast, slow = _pair(hidden, activation)
+    episodes = random_episodes(4, obs_dim=3)
+    point = _point(fast, episodes.num_tasks)
+    by_hand, by_autograd = (
+        GaussianFisher(fast, point, episodes),
+        GaussianFisher(slow, point, episodes),
+    )
+    assert by_hand._by_hand is not None and by_autograd._by_hand is None
+    direction = _random_like(point, 5)
+    expected, product = by_autograd(direction), by_hand(direction)
+    assert list(product) == list(point)
+    for name in point:
+        torch.testing.assert_close(product[name], expected[name], rtol=1e-10, atol=1e-12)
+
+
+def test_layout_only_for_the_plain_mlp_policy():
+    policy, subclass = _pair((4, 4), "tanh")
+    layout = mlp_layout(policy)
+    assert layout is not None and layout.activation == "tanh"
+    assert layout.layers == (
+        ("mean.0.weight", "mean.0.bias"),
+        ("mean.2.weight", "mean.2.bias"),
+        ("mean.4.weight", "mean.4.bias"),
+    )
+    assert mlp_layout(subclass) is None
+    other = GaussianMLPPolicy(3, 2, (4,), "relu")
+    other.mean[1] = nn.ELU()  # an activation the products do not know
+    assert mlp_layout(other) is None
