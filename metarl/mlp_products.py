@@ -147,6 +147,7 @@ class InnerLossCurvature:
 
     ``loss_i = -sum_n c_in log pi(a_n | x_n)`` with ``c = advantage * mask / (valid steps
     of the task)``, i.e. :func:`~metarl.losses.inner_loss` with ``estimator="reinforce"``.
+    The work runs over chunks of tasks (see :func:`task_chunks`).
     """
 
     def __init__(self, layout: MlpLayout, params: Params, episodes: Episodes) -> None:
@@ -155,10 +156,44 @@ class InnerLossCurvature:
         mask = task_major(episodes.mask, 0)
         coefficient = task_major(episodes.advantages, 0) * mask
         coefficient = coefficient / mask.sum(1, keepdim=True).clamp(min=1.0)
-        self.point = point = MlpPoint(layout, params, task_major(episodes.observations, 1))
+        observations = task_major(episodes.observations, 1)
+        actions = task_major(episodes.actions, 1)
+        self._chunks = [
+            (
+                part,
+                _InnerLossChunk(
+                    layout,
+                    _sliced(params, part),
+                    observations[part],
+                    actions[part],
+                    coefficient[part],
+                ),
+            )
+            for part in task_chunks(*mask.shape)
+        ]
+        self.gradient = _joined([chunk.gradient for _, chunk in self._chunks], params)
+
+    def hessian_product(self, direction: Params) -> Params:
+        """``H v`` per task, ``direction`` shaped like the per-task parameters."""
+        parts = [chunk.hessian_product(_sliced(direction, part)) for part, chunk in self._chunks]
+        return _joined(parts, direction)
+
+
+class _InnerLossChunk:
+    """:class:`InnerLossCurvature` on one chunk of tasks, from task-major tensors."""
+
+    def __init__(
+        self,
+        layout: MlpLayout,
+        params: Params,
+        observations: torch.Tensor,
+        actions: torch.Tensor,
+        coefficient: torch.Tensor,
+    ) -> None:
+        self.point = point = MlpPoint(layout, params, observations)
         self.coefficient = coefficient.unsqueeze(-1)  # [tasks, N, 1]
         self.precision = torch.exp(-2.0 * point.log_std).unsqueeze(1)  # s, [tasks, 1, act]
-        self.error = task_major(episodes.actions, 1) - point.mean  # e
+        self.error = actions - point.mean  # e
         self.weighted_error = self.coefficient * self.precision * self.error  # c s e
         # the backward pass's errors d_l (on z_l) and (d_l W_l) act''(z_{l-1}), reused by
         # every product
@@ -211,8 +246,9 @@ class InnerLossCurvature:
 class PolicyFisher:
     """``u -> F u``: the Fisher of the per-task Gaussian policies, as :class:`GaussianFisher`.
 
-    ``mean_weight`` (``[tasks, N, act]``) and ``log_std_weight`` (``[tasks, act]``) are the
-    KL's second derivatives in the mean and the log-std, times each step's weight.
+    ``observations`` are task-major (``[tasks, N, obs]``); ``mean_weight`` (``[tasks, N,
+    act]``) and ``log_std_weight`` (``[tasks, act]``) are the KL's second derivatives in the
+    mean and the log-std, times each step's weight. The work runs over chunks of tasks.
     """
 
     def __init__(
@@ -223,15 +259,45 @@ class PolicyFisher:
         mean_weight: torch.Tensor,
         log_std_weight: torch.Tensor,
     ) -> None:
-        self.point = MlpPoint(layout, params, observations)
-        self.mean_weight, self.log_std_weight = mean_weight, log_std_weight
+        self.layout = layout
+        self._chunks = [
+            (part, MlpPoint(layout, _sliced(params, part), observations[part]), mean_weight[part])
+            for part in task_chunks(*observations.shape[:2])
+        ]
+        self.log_std_weight = log_std_weight
 
     def __call__(self, tangent: Params) -> Params:
-        r_mean, _, _ = self.point.tangent(tangent)
-        out = self.point.pullback(self.mean_weight * r_mean)
-        log_std = self.point.layout.log_std
-        out[log_std] = self.log_std_weight * tangent[log_std]
+        parts = []
+        for part, point, mean_weight in self._chunks:
+            r_mean, _, _ = point.tangent(_sliced(tangent, part))
+            parts.append(point.pullback(mean_weight * r_mean))
+        out = _joined(parts, {name: tangent[name] for name in parts[0]})
+        out[self.layout.log_std] = self.log_std_weight * tangent[self.layout.log_std]
         return _ordered(out, tangent)
+
+
+# Rows (steps) per chunk of tasks. A product's temporaries for one chunk (a hidden layer of
+# 100 units: about 3 MB) stay in the cache between the kernels that write and read them;
+# over the whole batch (16-64 MB each) every elementwise pass goes to memory. Measured on
+# 2D navigation and HalfCheetahDir: products 20-25% faster than on the whole batch.
+CHUNK_ROWS = 8192
+
+
+def task_chunks(num_tasks: int, rows_per_task: int) -> list[slice]:
+    """Consecutive slices of the task axis, each about :data:`CHUNK_ROWS` rows (at least one task)."""
+    size = max(1, CHUNK_ROWS // max(rows_per_task, 1))
+    return [slice(start, min(start + size, num_tasks)) for start in range(0, num_tasks, size)]
+
+
+def _sliced(params: Params, part: slice) -> Params:
+    return {name: value[part] for name, value in params.items()}
+
+
+def _joined(parts: list[Params], like: Params) -> Params:
+    """Per-chunk results concatenated on the task axis, in the key order of ``like``."""
+    if len(parts) == 1:
+        return _ordered(parts[0], like)
+    return {name: torch.cat([part[name] for part in parts]) for name in like}
 
 
 def _ordered(values: Params, like: Params) -> Params:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.func import vjp
 
+from metarl import mlp_products
 from metarl.adaptation import _expand, _task_gradients
 from metarl.curvature import GaussianFisher
 from metarl.mlp_products import InnerLossCurvature, mlp_layout
@@ -46,14 +47,22 @@ def _random_like(params, seed):
 CASES = [((7, 5), "relu"), ((7, 5), "tanh"), ((6,), "tanh"), ((4, 5, 3), "relu"), ((), "relu")]
 
 
+@pytest.fixture(params=[8192, 30], ids=["one-chunk", "chunk-per-task"])
+def chunk_rows(request, monkeypatch):
+    """Products over the whole batch, and over chunks of one task (24 rows per task here)."""
+    monkeypatch.setattr(mlp_products, "CHUNK_ROWS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("hidden,activation", CASES)
-def test_inner_gradient_and_hessian_products_equal_autograd(hidden, activation):
+def test_inner_gradient_and_hessian_products_equal_autograd(hidden, activation, chunk_rows):
     policy, _ = _pair(hidden, activation)
     episodes = random_episodes(0, obs_dim=3)
     point = _point(policy, episodes.num_tasks)
     gradients = _task_gradients(policy, "reinforce")
     expected_gradient, pullback = vjp(lambda p: gradients(p, episodes), point)
     curvature = InnerLossCurvature(mlp_layout(policy), point, episodes)
+    assert len(curvature._chunks) == (1 if chunk_rows > 100 else episodes.num_tasks)
     assert list(curvature.gradient) == list(point)
     for name in point:
         torch.testing.assert_close(curvature.gradient[name], expected_gradient[name])
@@ -68,7 +77,7 @@ def test_inner_gradient_and_hessian_products_equal_autograd(hidden, activation):
 
 
 @pytest.mark.parametrize("hidden,activation", CASES)
-def test_fisher_products_equal_autograd(hidden, activation):
+def test_fisher_products_equal_autograd(hidden, activation, chunk_rows):
     fast, slow = _pair(hidden, activation)
     episodes = random_episodes(4, obs_dim=3)
     point = _point(fast, episodes.num_tasks)
