@@ -227,12 +227,14 @@ class LinearizedAdaptation:
         self.learned = learned
         self.first_order = first_order
         self.num_tasks = batches[0].num_tasks
+        self._adapted = adapted_names
         self.rates = _step_rates(
             learned if learned is not None else step_size, params, adapted_names
         )
         self._task_gradients = _task_gradients(policy, estimator)
         # the REINFORCE loss of the project's MLP policy has its products written out by hand
         self._layout = mlp_layout(policy) if estimator == "reinforce" else None
+        self._batches = list(batches)
         self._points: list[Params] = []  # phi_{k-1}, where step k's Hessian is taken
         self._inner_gradients: list[Params] = []  # grad L_k at phi_{k-1}, per task
         self._hessian_products: list[Callable[[Params], Params]] = []
@@ -240,11 +242,7 @@ class LinearizedAdaptation:
         for episodes in batches:
             self._points.append(point)
             if first_order:
-                gradient = (
-                    InnerLossCurvature(self._layout, point, episodes).gradient
-                    if self._layout is not None
-                    else self._task_gradients(point, episodes)
-                )
+                gradient = self._gradient(point, episodes)
             else:
                 gradient, product = self._hessian_product(point, episodes)
                 self._hessian_products.append(product)
@@ -252,6 +250,23 @@ class LinearizedAdaptation:
             self._inner_gradients.append(gradient)
             point = {k: v - self.rates[k] * gradient[k] for k, v in point.items()}
         self.adapted: Params = point
+
+    def adapted_at(self, meta_params: Params) -> Params:
+        """The inner loop's result at other meta-parameters on the same batches, as values
+        (no graph): what a line search evaluates."""
+        params, learned = split_meta_params({k: v.detach() for k, v in meta_params.items()})
+        rates = self.rates if learned is None else _step_rates(learned, params, self._adapted)
+        point = _expand(params, self.num_tasks)
+        for episodes in self._batches:
+            gradient = {k: v.detach() for k, v in self._gradient(point, episodes).items()}
+            point = {k: v - rates[k] * gradient[k] for k, v in point.items()}
+        return point
+
+    def _gradient(self, point: Params, episodes: Episodes) -> Params:
+        """The inner gradients at ``point``, per task."""
+        if self._layout is not None:
+            return InnerLossCurvature(self._layout, point, episodes).gradient
+        return self._task_gradients(point, episodes)
 
     def _hessian_product(
         self, point: Params, episodes: Episodes

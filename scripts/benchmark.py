@@ -5,12 +5,16 @@
 Runs the paper's configuration for the env (2D navigation: 20 tasks x 20 episodes x
 100 steps, before and after adaptation, plus the TRPO step) and prints the median
 time of sampling, inner adaptation, post-update sampling and the outer step, for
-exact KL Hessian-vector products and for each --fisher-subsample given.
+exact KL Hessian-vector products and for each --fisher-subsample given. For MAML-TRPO it
+splits the outer step (gradient, curvature products, line search) and prints its floor:
+the matrix-product FLOPs of the step (`outer_step_flops`) at the speed this machine runs
+the policy's widest batched product, a lower bound that leaves out elementwise work.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import statistics
 import sys
@@ -28,6 +32,48 @@ from metarl.config import MAX_HIDDEN_UNITS, config_from_dict, preset_for
 from metarl.runtime import configure_process
 from metarl.sampler import rollouts
 from metarl.trainer import initial_meta_params, make_algorithm, make_policy
+
+
+def layer_flops(config, env, rows: int) -> tuple[float, float]:
+    """``(U1, Ur)``: multiply-add FLOPs of one pass of ``rows`` rows through the policy's first
+    layer and through the rest (``2 * rows * in * out`` per layer)."""
+    widths = [env.observation_dim, *config.hidden_sizes, env.action_dim]
+    passes = [2.0 * rows * a * b for a, b in itertools.pairwise(widths)]
+    return passes[0], sum(passes[1:])
+
+
+def outer_step_flops(config, env, candidates: float) -> float:
+    """Matrix-product FLOPs of one MAML-TRPO outer step (one inner step), as computed here.
+
+    Per pass over ``rows``: forward ``U1 + Ur``, pullback or tangent ``U1 + 2 Ur``, inner
+    Hessian product ``2 U1 + 6 Ur``, Fisher product ``2 U1 + 4 Ur`` (``metarl/mlp_products``).
+    Elementwise work is left out: this is a lower bound.
+    """
+    rows = config.meta_batch_size * config.episodes_per_task * env.max_episode_steps
+    u1, ur = layer_flops(config, env, rows)
+    forward, pullback, hessian, fisher = u1 + ur, u1 + 2 * ur, 2 * u1 + 6 * ur, 2 * u1 + 4 * ur
+    f = config.fisher_subsample
+    first_order = config.first_order
+    gradient = (forward + pullback) * 2 + forward + (0.0 if first_order else hessian)
+    setup = f * forward + (0.0 if first_order or f == 1.0 else f * (forward + pullback))
+    product = f * (fisher + (0.0 if first_order else 2 * hessian))
+    search = candidates * (forward + pullback + forward)
+    return gradient + setup + (config.cg_iterations + 1) * product + search
+
+
+def gemm_rate(config, env) -> float:
+    """FLOP/s of this machine's batched matrix product on the policy's widest layer, shaped
+    as the outer step runs it (a chunk of tasks x their rows)."""
+    width = max(config.hidden_sizes)
+    rows = config.episodes_per_task * env.max_episode_steps
+    tasks = max(1, 8192 // rows)
+    x, w = torch.randn(tasks, rows, width), torch.randn(tasks, width, width)
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        torch.bmm(x, w)
+        times.append(time.perf_counter() - start)
+    return 2.0 * tasks * rows * width * width / statistics.median(times[5:])
 
 
 def time_iterations(config, iterations: int) -> dict[str, float]:
@@ -80,6 +126,11 @@ def time_iterations(config, iterations: int) -> dict[str, float]:
         for name in outer_parts:  # MAML-TRPO's split of its outer step
             if name in metrics:
                 split.setdefault(name, []).append(metrics[name])
+        if "charts/line_search_backtracks" in metrics:
+            candidates = metrics["charts/line_search_backtracks"] + 1
+            split.setdefault("floor_s", []).append(
+                outer_step_flops(config, batched, candidates) / gemm_rate(config, batched)
+            )
     parts.update(split)
     return {name: statistics.median(values[1:]) for name, values in parts.items()}
 
@@ -167,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             + (
                 f"           {t['time/outer_gradient_s']:>8.3f} {t['time/outer_curvature_s']:>9.3f}"
                 f" {t['time/outer_line_search_s']:>7.3f}"
-                if "time/outer_gradient_s" in t
+                f"   floor {t['floor_s']:.3f} s (ratio {t['outer_step'] / t['floor_s']:.2f})"
+                if "floor_s" in t
                 else ""
             )
         )

@@ -69,6 +69,11 @@ def test_kl_hessian_vector_product_for_every_inner_loop_variant():
             torch.testing.assert_close(
                 objective.fisher_vector_product()(v), h @ v, rtol=1e-7, atol=1e-10
             )
+            # the line search's graph-free inner loop lands where the differentiable one does
+            moved = {k: x + 0.1 * torch.randn_like(x) for k, x in params.items()}
+            expected, values = objective.adapted(moved), objective.adapted_values(moved)
+            for name in expected:
+                torch.testing.assert_close(values[name], expected[name], rtol=1e-10, atol=1e-12)
 
 
 def test_subsampled_product_is_the_same_kl_hessian_with_averages_over_the_subsample():

@@ -38,6 +38,7 @@ from metarl.algorithms.base import InnerLoop, MetaBatch
 from metarl.curvature import GaussianFisher
 from metarl.distributed import World
 from metarl.losses import masked_mean, surrogate_loss
+from metarl.mlp_products import InnerLossCurvature, mlp_layout
 from metarl.policies import Params, distribution_params, gaussian_kl, gaussian_log_prob
 from metarl.trpo import flatten, line_search, trust_region_step, unflatten
 
@@ -66,19 +67,27 @@ class PostUpdateObjective:
             self.old_log_probs = gaussian_log_prob(self.mean_old, self.log_std_old, post.actions)
 
     def adapted(self, theta: Params) -> Params:
+        """The post-update parameters at ``theta`` (differentiable)."""
         return self.inner(self.policy, theta, self.batch.pre)
 
+    def adapted_values(self, theta: Params) -> Params:
+        """The post-update parameters at ``theta`` as values, for the line search."""
+        return self.linearized.adapted_at(theta)
+
     def surrogate_of_phi(self, phi: Params) -> torch.Tensor:
+        return self.surrogate_and_kl_of_phi(phi)[0]
+
+    def kl_of_phi(self, phi: Params) -> torch.Tensor:
+        return self.surrogate_and_kl_of_phi(phi)[1]
+
+    def surrogate_and_kl_of_phi(self, phi: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        """The surrogate loss and the mean KL at post-update parameters ``phi`` (one forward)."""
         post = self.batch.post
         mean, log_std = distribution_params(self.policy, phi, post.observations, True)
         log_probs = gaussian_log_prob(mean, log_std, post.actions)
-        return surrogate_loss(log_probs, self.old_log_probs, post.advantages, post.mask).mean()
-
-    def kl_of_phi(self, phi: Params) -> torch.Tensor:
-        post = self.batch.post
-        mean, log_std = distribution_params(self.policy, phi, post.observations, True)
+        surrogate = surrogate_loss(log_probs, self.old_log_probs, post.advantages, post.mask)
         kl = gaussian_kl(self.mean_old, self.log_std_old, mean, log_std)
-        return masked_mean(kl, post.mask, task_axis=1).mean()
+        return surrogate.mean(), masked_mean(kl, post.mask, task_axis=1).mean()
 
     def surrogate(self, theta: Params) -> torch.Tensor:
         """``L(theta)``: mean over tasks of the post-update surrogate loss."""
@@ -90,7 +99,17 @@ class PostUpdateObjective:
 
     def gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``L(theta_old)`` and its exact meta-gradient ``J^T dL/dphi`` (flat)."""
-        surrogate_gradient, loss = grad_and_value(self.surrogate_of_phi)(self.phi_old)
+        layout = mlp_layout(self.policy)
+        if layout is None:
+            surrogate_gradient, loss = grad_and_value(self.surrogate_of_phi)(self.phi_old)
+        else:
+            # at phi_old every importance weight is 1: the surrogate's gradient is task i's
+            # REINFORCE gradient on the post-update batch over the number of tasks
+            post = self.batch.post
+            num_tasks = post.num_tasks
+            reinforce = InnerLossCurvature(layout, self.phi_old, post).gradient
+            surrogate_gradient = {k: v / num_tasks for k, v in reinforce.items()}
+            loss = -masked_mean(post.advantages, post.mask, task_axis=1).mean()
         return loss, flatten(self.linearized.vjp(surrogate_gradient))
 
     def fisher_vector_product(
@@ -156,9 +175,9 @@ class MamlTrpo:
         )
 
         def evaluate(candidate: torch.Tensor) -> tuple[float, float]:
-            phi = objective.adapted(unflatten(candidate, theta))
+            phi = objective.adapted_values(unflatten(candidate, theta))
             with torch.no_grad():
-                local = torch.stack([objective.surrogate_of_phi(phi), objective.kl_of_phi(phi)])
+                local = torch.stack(objective.surrogate_and_kl_of_phi(phi))
             surrogate, kl = mean(local).tolist()
             return surrogate, kl
 
