@@ -29,8 +29,13 @@ from envs.base import (
     control_cost,
     validate_number,
 )
-from envs.mujoco_batched import MujocoBatchedTaskEnv, check_form, refresh_center_of_mass
-from envs.mujoco_task import MujocoTaskEnv
+from envs.mujoco_batched import (
+    MujocoBatchedTaskEnv,
+    check_form,
+    has_batch_module,
+    refresh_center_of_mass,
+)
+from envs.mujoco_task import MujocoTaskEnv, load_model
 
 HORIZON = 200
 CTRL_COST_WEIGHT = 0.05
@@ -93,11 +98,10 @@ class _HalfCheetahTaskEnv(MujocoTaskEnv, HalfCheetahEnv):
     def batched(
         self, num_copies: int, backend: str | None = None, num_threads: int = 2
     ) -> BatchedHalfCheetah:
-        """``num_copies`` copies stepped at once. ``backend``: ``"threads"`` (the default for
-        the paper form, the only one that computes its centre-of-mass velocity) or
-        ``"batch"`` (the default for v5)."""
+        """``num_copies`` copies stepped at once. ``backend``: ``"batch"`` (the default) or
+        ``"threads"``; both give the same trajectories."""
         if backend is None:
-            backend = "threads" if self.form == "paper" else "batch"
+            backend = "batch"
         return BatchedHalfCheetah(self, num_copies, backend=backend, num_threads=num_threads)
 
 
@@ -203,7 +207,10 @@ class BatchedHalfCheetah(MujocoBatchedTaskEnv):
         num_threads: int = 2,
     ) -> None:
         fields = ("subtree",) if env.form == "paper" else ()
-        super().__init__(env, num_copies, HORIZON, backend, num_threads, fields)
+        model = None
+        if fields and backend == "batch" and has_batch_module():
+            model = load_model(env.fullpath, subtree_sensor_body="torso")
+        super().__init__(env, num_copies, HORIZON, backend, num_threads, fields, model)
         self._params = np.zeros((num_copies, 1))
         self._paper = env.form == "paper"
         self._torso = env.torso_id

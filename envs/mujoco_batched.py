@@ -9,8 +9,9 @@ runs per copy, in C. Two physics backends give bit-identical trajectories:
   simulation is a row of one array; MuJoCo's own thread pool loads each row into an
   ``MjData``, steps it and writes it back, so the Python side never loops over copies.
   It cannot report ``cfrc_ext`` as Gymnasium's envs compute it (Gymnasium calls
-  ``mj_rnePostConstraint`` after ``mj_step``), so it serves envs that observe only
-  ``qpos``/``qvel``/``xpos`` (HalfCheetah).
+  ``mj_rnePostConstraint`` after ``mj_step``), so it serves envs that observe
+  ``qpos``/``qvel``/``xpos`` and centre-of-mass positions and velocities (HalfCheetah in
+  both forms; the model needs a subtree velocity sensor for the latter).
 - ``"threads"``: one ``MjData`` per copy and persistent Python worker threads, each
   looping ``mj_step`` (+ ``mj_rnePostConstraint``) over its share of copies; the calls
   release the GIL, so the threads run on separate cores. Works for every env (Ant).
@@ -155,11 +156,21 @@ class BatchPhysics(Physics):
         fields: Sequence[str] = (),
     ) -> None:
         super().__init__(model, num_copies, frame_skip)
-        if "cfrc_ext" in fields or "subtree" in fields:
+        if "cfrc_ext" in fields:
             raise ValueError(
-                "the 'batch' backend cannot compute cfrc_ext or centre-of-mass velocities "
-                "after mj_step (the paper-form envs and Ant need them); use backend='threads'"
+                "the 'batch' backend cannot compute cfrc_ext as Gymnasium does after mj_step "
+                "(Ant needs it); use backend='threads'"
             )
+        self._stage = 0  # after a step, derived fields describe the state before it
+        if "subtree" in fields:
+            if mujoco.mjtSensor.mjSENS_SUBTREELINVEL not in set(model.sensor_type.tolist()):
+                raise ValueError(
+                    "the 'batch' backend computes centre-of-mass velocities only for a model "
+                    "with a subtree velocity sensor (envs.mujoco_task.load_model adds one)"
+                )
+            # positions and velocities (and with them the sensor's subtree_linvel) at the
+            # new state, as the threads backend's refresh_center_of_mass gives them
+            self._stage = int(mujoco.mjtStage.mjSTAGE_VEL)
         from mujoco.batch import Batch
 
         self.batch = Batch(model, nsim=num_copies, nthread=num_threads)
@@ -170,6 +181,9 @@ class BatchPhysics(Physics):
         self._ctrl = self.batch.bind("ctrl")
         if "xpos" in fields:
             self.xpos = self.batch.bind("xpos")
+        if "subtree" in fields:
+            self.subtree_com = self.batch.bind("subtree_com")
+            self.subtree_linvel = self.batch.bind("subtree_linvel")
 
     @staticmethod
     def _ids(ids: np.ndarray, num_copies: int) -> np.ndarray | None:
@@ -190,7 +204,9 @@ class BatchPhysics(Physics):
             return failed
         self._ctrl[ids] = ctrl
         try:
-            self.batch.step(self._ids(ids, self.num_copies), nstep=self.frame_skip)
+            self.batch.step(
+                self._ids(ids, self.num_copies), nstep=self.frame_skip, stage=self._stage
+            )
         except SimulationError as error:
             failed = np.isin(ids, error.ids)
         return failed
@@ -381,6 +397,8 @@ class MujocoBatchedTaskEnv(BatchedTaskEnv):
         num_threads: threads stepping the physics.
         fields: derived MuJoCo fields the subclass reads besides ``qpos``/``qvel``
             (``"xpos"``, ``"cfrc_ext"``, ``"subtree"``).
+        model: the model to simulate, if not ``env.model`` (the same physics with an extra
+            sensor, for the ``"batch"`` backend).
     """
 
     def __init__(
@@ -391,6 +409,7 @@ class MujocoBatchedTaskEnv(BatchedTaskEnv):
         backend: str,
         num_threads: int = 2,
         fields: Sequence[str] = (),
+        model: mujoco.MjModel | None = None,
     ) -> None:
         if num_copies <= 0:
             raise ValueError(f"num_copies must be positive, got {num_copies}")
@@ -406,7 +425,12 @@ class MujocoBatchedTaskEnv(BatchedTaskEnv):
         self.backend = backend
         self.dt = float(env.dt)
         self.physics = make_physics(
-            backend, env.model, num_copies, env.frame_skip, num_threads, fields
+            backend,
+            env.model if model is None else model,
+            num_copies,
+            env.frame_skip,
+            num_threads,
+            fields,
         )
         self.last_info: dict[str, np.ndarray] = {}
         self._tasks: list[dict[str, Any]] = []

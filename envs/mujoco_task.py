@@ -31,19 +31,37 @@ from envs.mujoco_batched import initial_state
 _TOTAL_MASS = re.compile(r'\s+settotalmass="([^"]+)"')
 
 
-def load_model(path: str | Path) -> mujoco.MjModel:
+def load_model(path: str | Path, subtree_sensor_body: str | None = None) -> mujoco.MjModel:
     """Compile a model file as MuJoCo would, without its deprecated ``settotalmass``.
 
     MuJoCo warns about that compiler attribute (Gymnasium's HalfCheetah uses it) and writes
     the warning to ``MUJOCO_LOG.TXT`` in the working directory. Here the attribute is
     removed before compiling and applied afterwards with ``mj_setTotalmass`` and
     ``mj_setConst``, as MuJoCo's message advises: the masses and inertias are the same.
+
+    ``subtree_sensor_body`` adds a subtree linear-velocity sensor on that body: the physics
+    is unchanged, but MuJoCo then computes every body's ``subtree_linvel`` in its velocity
+    stage, which the batched physics reads (``mujoco.batch`` runs no ``mj_subtreeVel``).
     """
     text = Path(path).read_text()
     match = _TOTAL_MASS.search(text)
-    if match is None:
+    if match is None and subtree_sensor_body is None:
         return mujoco.MjModel.from_xml_path(str(path))
-    model = mujoco.MjModel.from_xml_string(_TOTAL_MASS.sub("", text, count=1))
+    if match is not None:
+        text = _TOTAL_MASS.sub("", text, count=1)
+    if subtree_sensor_body is None:
+        model = mujoco.MjModel.from_xml_string(text)
+    else:
+        spec = mujoco.MjSpec.from_string(text)
+        spec.modelfiledir = str(Path(path).parent)
+        spec.add_sensor(
+            type=mujoco.mjtSensor.mjSENS_SUBTREELINVEL,
+            objtype=mujoco.mjtObj.mjOBJ_BODY,
+            objname=subtree_sensor_body,
+        )
+        model = spec.compile()
+    if match is None:
+        return model
     mujoco.mj_setTotalmass(model, float(match.group(1)))
     mujoco.mj_setConst(model, mujoco.MjData(model))
     return model

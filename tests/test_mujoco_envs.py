@@ -20,6 +20,7 @@ ENV_IDS = CHEETAH_IDS + ANT_IDS
 # (env id, form, physics backend) triples the batched form supports
 BATCHED_CASES = (
     [(i, "paper", "threads") for i in CHEETAH_IDS]
+    + [(i, "paper", "batch") for i in CHEETAH_IDS]
     + [(i, "v5", "batch") for i in CHEETAH_IDS]
     + [(i, "v5", "threads") for i in ENV_IDS]
 )
