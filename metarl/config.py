@@ -125,6 +125,11 @@ class TrainConfig:
         "magnifies float32 rounding by up to the Fisher's largest eigenvalue / cg_damping)",
         choices=("float32", "float64"),
     )
+    device: str = _opt(
+        "cpu",
+        "where the outer step (and the inner loop inside it) runs: cpu, cuda or cuda:N; "
+        "sampling and checkpoints stay on the CPU",
+    )
     max_consecutive_failures: int = _opt(
         10, "stop after this many consecutive rejected (non-finite) updates", minimum=1
     )
@@ -286,6 +291,9 @@ def _check_range(name: str, meta: Mapping[str, Any], value: Any) -> None:
         )
 
 
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
+
+
 def validate(config: TrainConfig) -> None:
     """Raise ``ValueError`` naming the first field whose type or value is wrong.
 
@@ -297,6 +305,8 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, name)
         _check_type(name, hints[name], value)
         _check_range(name, spec.metadata, value)
+    if not DEVICE_PATTERN.fullmatch(config.device):
+        raise ValueError(f"config 'device' must be cpu, cuda or cuda:N, got {config.device!r}")
     sizes = config.hidden_sizes
     if not isinstance(sizes, tuple) or not all(
         isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_HIDDEN_UNITS for s in sizes

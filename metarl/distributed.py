@@ -153,17 +153,17 @@ class World:
         """The mean over ranks of ``local`` (a block's mean: the meta-batch's mean)."""
         if self.size == 1:
             return local
-        total = local.detach().clone()
+        total = local.detach().to("cpu", copy=True)  # gloo reduces CPU tensors
         self._all_reduce(total)
-        return total / self.size
+        return (total / self.size).to(local.device)
 
     def sum(self, local: torch.Tensor) -> torch.Tensor:
         """The sum over ranks of ``local``."""
         if self.size == 1:
             return local
-        total = local.detach().clone()
+        total = local.detach().to("cpu", copy=True)
         self._all_reduce(total)
-        return total
+        return total.to(local.device)
 
     def _all_reduce(self, tensor: torch.Tensor) -> None:
         size = tensor.numel() * tensor.element_size()

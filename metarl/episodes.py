@@ -101,3 +101,11 @@ class Episodes:
 
     def with_advantages(self, advantages: torch.Tensor) -> Episodes:
         return dataclasses.replace(self, advantages=advantages)
+
+    def to(self, device: torch.device | str) -> Episodes:
+        """This batch with every tensor on ``device``."""
+        fields = {
+            f.name: None if (value := getattr(self, f.name)) is None else value.to(device)
+            for f in dataclasses.fields(self)
+        }
+        return Episodes(**fields)

@@ -42,3 +42,19 @@ def configure_process(threads: int) -> None:
     """Use ``threads`` torch CPU threads and keep freed memory for reuse."""
     torch.set_num_threads(threads)
     retain_freed_memory()
+
+
+def check_device(name: str) -> torch.device:
+    """``name`` as a device this process can use, or ``ValueError`` saying why not."""
+    device = torch.device(name)
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r}: this machine has no usable CUDA device (torch "
+            f"{torch.__version__}, torch.cuda.is_available() is False); use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ValueError(f"device {name!r}: this machine has {count} CUDA device(s)")
+    return device

@@ -41,7 +41,7 @@ from metarl.episodes import Episodes
 from metarl.guards import RejectedBatch, check_episodes, update_problem
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
 from metarl.run_lock import LOCK_NAME, RunLock
-from metarl.runtime import configure_process
+from metarl.runtime import check_device, configure_process
 from metarl.sampler import rollouts, rollouts_of_min_steps
 from metarl.stop_request import StopRequest, TrainingInterrupted
 
@@ -374,6 +374,7 @@ class Trainer:
 
     def _build(self, config: TrainConfig, resume: bool, num_copies: int) -> None:
         """Env copies, policy, algorithm, and the state rank 0 starts or resumes from."""
+        check_device(config.device)
         self.batched_env = self.env.batched(num_copies)
         torch.manual_seed(config.seed)
         self.policy = make_policy(config, self.env)
@@ -394,7 +395,8 @@ class Trainer:
                 ).to_payload(config)
         self.state = TrainState.from_payload(self.world.broadcast(payload), initial)
         if self.state.algorithm_state:  # a resumed run's (a fresh run's algorithm is fresh)
-            self.algorithm.load_state_dict(self.state.algorithm_state, self.state.params)
+            device_params = {k: v.to(config.device) for k, v in self.state.params.items()}
+            self.algorithm.load_state_dict(self.state.algorithm_state, device_params)
         self.last_problem: str | None = None
         if self.world.is_main:
             text = json.dumps(config.to_dict(), indent=2)
@@ -431,6 +433,19 @@ class Trainer:
         rank, text = problems[0]
         return None, f"rank {rank}: {text}"
 
+    def _outer_step(self, params: Params, batch: MetaBatch) -> tuple[Params, dict[str, float]]:
+        """The algorithm's step on ``config.device``; the parameters come back to the CPU."""
+        device = torch.device(self.config.device)
+        if device.type == "cpu":
+            return self.algorithm.step(params, batch)
+        on_device = MetaBatch(
+            [episodes.to(device) for episodes in batch.pre], batch.post.to(device)
+        )
+        new_params, metrics = self.algorithm.step(
+            {name: value.to(device) for name, value in params.items()}, on_device
+        )
+        return {name: value.to("cpu") for name, value in new_params.items()}, metrics
+
     def iterate(self) -> dict[str, float]:
         """One meta-iteration; updates the state and returns its metrics."""
         config, state, world = self.config, self.state, self.world
@@ -441,7 +456,7 @@ class Trainer:
         sampled = time.perf_counter()
         metrics: dict[str, float] = {}
         if batch is not None:
-            new_params, metrics = self.algorithm.step(state.params, batch)
+            new_params, metrics = self._outer_step(state.params, batch)
             problem = update_problem(metrics, new_params)
         finished = time.perf_counter()
         if problem is None:
