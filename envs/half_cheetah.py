@@ -35,7 +35,7 @@ from envs.mujoco_batched import (
     has_batch_module,
     refresh_center_of_mass,
 )
-from envs.mujoco_task import MujocoTaskEnv, load_model
+from envs.mujoco_task import MujocoTaskEnv, add_sensors, load_model
 
 HORIZON = 200
 CTRL_COST_WEIGHT = 0.05
@@ -209,7 +209,7 @@ class BatchedHalfCheetah(MujocoBatchedTaskEnv):
         fields = ("subtree",) if env.form == "paper" else ()
         model = None
         if fields and backend == "batch" and has_batch_module():
-            model = load_model(env.fullpath, subtree_sensor_body="torso")
+            model = load_model(env.fullpath, lambda spec: add_sensors(spec, "torso"))
         super().__init__(env, num_copies, HORIZON, backend, num_threads, fields, model)
         self._params = np.zeros((num_copies, 1))
         self._paper = env.form == "paper"

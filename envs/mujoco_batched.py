@@ -105,7 +105,7 @@ class Physics(abc.ABC):
     """``num_copies`` simulations of one model; state exposed as ``[B, ...]`` arrays.
 
     The arrays ``qpos``, ``qvel``, ``warnings`` (MuJoCo's warning counters, ``[B, 7]``)
-    and, when asked for, ``xpos``, ``cfrc_ext`` and (field ``"subtree"``) ``subtree_com``
+    and, when asked for, ``xpos``, ``xmat``, ``cfrc_ext`` and (field ``"subtree"``) ``subtree_com``
     and ``subtree_linvel`` hold every copy's values after its last ``reset`` or ``step``;
     treat them as read-only.
     """
@@ -114,6 +114,7 @@ class Physics(abc.ABC):
     qvel: np.ndarray
     warnings: np.ndarray
     xpos: np.ndarray
+    xmat: np.ndarray
     cfrc_ext: np.ndarray
     subtree_com: np.ndarray
     subtree_linvel: np.ndarray
@@ -156,21 +157,29 @@ class BatchPhysics(Physics):
         fields: Sequence[str] = (),
     ) -> None:
         super().__init__(model, num_copies, frame_skip)
-        if "cfrc_ext" in fields:
+        if "cfrc_ext" in fields and "forward" not in fields:
             raise ValueError(
                 "the 'batch' backend cannot compute cfrc_ext as Gymnasium does after mj_step "
-                "(Ant needs it); use backend='threads'"
+                "(Ant's v5 form needs it); use backend='threads'"
             )
+        sensors = set(model.sensor_type.tolist())
         self._stage = 0  # after a step, derived fields describe the state before it
+        if "forward" in fields:  # mj_forward at the new state, as the paper's code did
+            if "cfrc_ext" in fields and mujoco.mjtSensor.mjSENS_FRAMELINACC not in sensors:
+                raise ValueError(
+                    "the 'batch' backend computes contact forces only for a model with an "
+                    "acceleration sensor (envs.mujoco_task.add_sensors adds one)"
+                )
+            self._stage = int(mujoco.mjtStage.mjSTAGE_ACC)
         if "subtree" in fields:
-            if mujoco.mjtSensor.mjSENS_SUBTREELINVEL not in set(model.sensor_type.tolist()):
+            if mujoco.mjtSensor.mjSENS_SUBTREELINVEL not in sensors:
                 raise ValueError(
                     "the 'batch' backend computes centre-of-mass velocities only for a model "
                     "with a subtree velocity sensor (envs.mujoco_task.load_model adds one)"
                 )
             # positions and velocities (and with them the sensor's subtree_linvel) at the
             # new state, as the threads backend's refresh_center_of_mass gives them
-            self._stage = int(mujoco.mjtStage.mjSTAGE_VEL)
+            self._stage = max(self._stage, int(mujoco.mjtStage.mjSTAGE_VEL))
         from mujoco.batch import Batch
 
         self.batch = Batch(model, nsim=num_copies, nthread=num_threads)
@@ -184,6 +193,10 @@ class BatchPhysics(Physics):
         if "subtree" in fields:
             self.subtree_com = self.batch.bind("subtree_com")
             self.subtree_linvel = self.batch.bind("subtree_linvel")
+        if "xmat" in fields:
+            self.xmat = self.batch.bind("xmat")
+        if "cfrc_ext" in fields:
+            self.cfrc_ext = self.batch.bind("cfrc_ext")
 
     @staticmethod
     def _ids(ids: np.ndarray, num_copies: int) -> np.ndarray | None:
@@ -250,19 +263,27 @@ class ThreadedPhysics(Physics):
         self._qpos_views = [d.qpos for d in self._datas]
         self._qvel_views = [d.qvel for d in self._datas]
         self._warning_views = [d.warning.number for d in self._datas]
-        self._rne = "cfrc_ext" in fields
+        # "forward": mj_forward after every step (it computes what the other fields need,
+        # given the sensors of envs.mujoco_task.add_sensors), as the paper's code did
+        self._forward = "forward" in fields
+        self._rne = "cfrc_ext" in fields and not self._forward
+        self._want_cfrc = "cfrc_ext" in fields
         self._want_xpos = "xpos" in fields
-        self._subtree = "subtree" in fields
-        if self._subtree:
+        self._want_xmat = "xmat" in fields
+        self._subtree = "subtree" in fields and not self._forward
+        self._want_subtree = "subtree" in fields
+        if self._want_subtree:
             self.subtree_com = np.zeros((num_copies, model.nbody, 3))
             self.subtree_linvel = np.zeros((num_copies, model.nbody, 3))
+        if self._want_xmat:
+            self.xmat = np.zeros((num_copies, model.nbody, 9))
         self.qpos = np.zeros((num_copies, model.nq))
         self.qvel = np.zeros((num_copies, model.nv))
         self.warnings = np.zeros((num_copies, len(self._warning_views[0])), dtype=np.int64)
         if self._want_xpos:
             self._xpos_views = [d.xpos for d in self._datas]
             self.xpos = np.zeros((num_copies, model.nbody, 3))
-        if self._rne:
+        if self._want_cfrc:
             self._cfrc_views = [d.cfrc_ext for d in self._datas]
             self.cfrc_ext = np.zeros((num_copies, model.nbody, 6))
         self._pool = (
@@ -277,20 +298,25 @@ class ThreadedPhysics(Physics):
         self.warnings[i] = self._warning_views[i]
         if self._want_xpos:
             self.xpos[i] = self._xpos_views[i]
-        if self._rne:
+        if self._want_cfrc:
             self.cfrc_ext[i] = self._cfrc_views[i]
-        if self._subtree:
+        if self._want_xmat:
+            self.xmat[i] = self._datas[i].xmat
+        if self._want_subtree:
             self.subtree_com[i] = self._datas[i].subtree_com
             self.subtree_linvel[i] = self._datas[i].subtree_linvel
 
     def _step_share(self, ids: list[int], ctrl: np.ndarray, failed: np.ndarray) -> None:
         model, nstep, rne, subtree = self.model, self.frame_skip, self._rne, self._subtree
-        mj_step, mj_rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
+        forward = self._forward
+        mj_step, mj_rne, mj_forward = mujoco.mj_step, mujoco.mj_rnePostConstraint, mujoco.mj_forward
         for k, i in enumerate(ids):
             data = self._datas[i]
             self._ctrl_views[i][:] = ctrl[k]
             try:
                 mj_step(model, data, nstep=nstep)
+                if forward:
+                    mj_forward(model, data)
                 if rne:
                     mj_rne(model, data)
                 if subtree:
@@ -396,7 +422,9 @@ class MujocoBatchedTaskEnv(BatchedTaskEnv):
         backend: ``"batch"`` or ``"threads"`` (see the module docstring).
         num_threads: threads stepping the physics.
         fields: derived MuJoCo fields the subclass reads besides ``qpos``/``qvel``
-            (``"xpos"``, ``"cfrc_ext"``, ``"subtree"``).
+            (``"xpos"``, ``"xmat"``, ``"cfrc_ext"``, ``"subtree"``), and ``"forward"`` to run
+            ``mj_forward`` after every step (the paper's code did; the model then needs the
+            sensors of :func:`envs.mujoco_task.add_sensors`).
         model: the model to simulate, if not ``env.model`` (the same physics with an extra
             sensor, for the ``"batch"`` backend).
     """

@@ -18,7 +18,7 @@ at their clipped value.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,40 +31,53 @@ from envs.mujoco_batched import initial_state
 _TOTAL_MASS = re.compile(r'\s+settotalmass="([^"]+)"')
 
 
-def load_model(path: str | Path, subtree_sensor_body: str | None = None) -> mujoco.MjModel:
+ModelEdit = Callable[[mujoco.MjSpec], None]
+
+
+def load_model(path: str | Path, edit: ModelEdit | None = None) -> mujoco.MjModel:
     """Compile a model file as MuJoCo would, without its deprecated ``settotalmass``.
 
     MuJoCo warns about that compiler attribute (Gymnasium's HalfCheetah uses it) and writes
     the warning to ``MUJOCO_LOG.TXT`` in the working directory. Here the attribute is
     removed before compiling and applied afterwards with ``mj_setTotalmass`` and
     ``mj_setConst``, as MuJoCo's message advises: the masses and inertias are the same.
-
-    ``subtree_sensor_body`` adds a subtree linear-velocity sensor on that body: the physics
-    is unchanged, but MuJoCo then computes every body's ``subtree_linvel`` in its velocity
-    stage, which the batched physics reads (``mujoco.batch`` runs no ``mj_subtreeVel``).
+    ``edit`` changes the model's spec before it is compiled (see :func:`add_sensors`).
     """
     text = Path(path).read_text()
     match = _TOTAL_MASS.search(text)
-    if match is None and subtree_sensor_body is None:
+    if match is None and edit is None:
         return mujoco.MjModel.from_xml_path(str(path))
     if match is not None:
         text = _TOTAL_MASS.sub("", text, count=1)
-    if subtree_sensor_body is None:
+    if edit is None:
         model = mujoco.MjModel.from_xml_string(text)
     else:
         spec = mujoco.MjSpec.from_string(text)
         spec.modelfiledir = str(Path(path).parent)
-        spec.add_sensor(
-            type=mujoco.mjtSensor.mjSENS_SUBTREELINVEL,
-            objtype=mujoco.mjtObj.mjOBJ_BODY,
-            objname=subtree_sensor_body,
-        )
+        edit(spec)
         model = spec.compile()
     if match is None:
         return model
     mujoco.mj_setTotalmass(model, float(match.group(1)))
     mujoco.mj_setConst(model, mujoco.MjData(model))
     return model
+
+
+def add_sensors(spec: mujoco.MjSpec, body: str, accelerations: bool = False) -> None:
+    """Sensors on ``body`` that make ``mj_forward`` compute what the paper-form envs read.
+
+    The physics is unchanged. A subtree linear-velocity sensor makes MuJoCo's velocity
+    stage run ``mj_subtreeVel`` (every body's ``subtree_linvel``); with ``accelerations``,
+    a linear-acceleration sensor makes its acceleration stage run ``mj_rnePostConstraint``
+    (``cfrc_ext``, the contact forces). ``mujoco.batch`` computes both only this way.
+    """
+    spec.add_sensor(
+        type=mujoco.mjtSensor.mjSENS_SUBTREELINVEL, objtype=mujoco.mjtObj.mjOBJ_BODY, objname=body
+    )
+    if accelerations:
+        spec.add_sensor(
+            type=mujoco.mjtSensor.mjSENS_FRAMELINACC, objtype=mujoco.mjtObj.mjOBJ_BODY, objname=body
+        )
 
 
 class MujocoTaskEnv(TaskEnv):
@@ -74,11 +87,15 @@ class MujocoTaskEnv(TaskEnv):
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
         """Gymnasium's model set-up, compiled by :func:`load_model` (no MuJoCo warnings)."""
-        model = load_model(self.fullpath)  # type: ignore[attr-defined]
+        model = load_model(self.fullpath, self.model_edit())  # type: ignore[attr-defined]
         width, height = self.width, self.height  # type: ignore[attr-defined]
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
         return model, mujoco.MjData(model)
+
+    def model_edit(self) -> ModelEdit | None:
+        """How this env's form changes the model file before compiling (``None``: not at all)."""
+        return None
 
     def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
         """A validated task's parameters as a float64 vector (the reward's view of it)."""

@@ -6,6 +6,7 @@ import pickle
 import warnings
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -22,6 +23,8 @@ BATCHED_CASES = (
     [(i, "paper", "threads") for i in CHEETAH_IDS]
     + [(i, "paper", "batch") for i in CHEETAH_IDS]
     + [(i, "v5", "batch") for i in CHEETAH_IDS]
+    + [(i, form, "batch") for i in ANT_IDS for form in ["paper"]]
+    + [(i, "paper", "threads") for i in ANT_IDS]
     + [(i, "v5", "threads") for i in ENV_IDS]
 )
 
@@ -350,7 +353,7 @@ def test_env_pickles_with_its_task_and_arguments(env_id):
 def test_ant_refuses_the_batch_backend_and_unknown_backends():
     # mujoco.batch cannot give cfrc_ext as Gymnasium computes it (after mj_step)
     with pytest.raises(ValueError, match="threads"):
-        make_task_env("metarl/AntVel-v0").batched(2, backend="batch")
+        task_env("metarl/AntVel-v0", "v5").batched(2, backend="batch")
     with pytest.raises(ValueError, match="unknown physics backend"):
         make_task_env("metarl/HalfCheetahVel-v0").batched(2, backend="gpu")
     with pytest.raises(ValueError, match="num_copies"):
@@ -412,18 +415,62 @@ def test_control_cost_of_out_of_range_action_is_the_clipped_actions(env_id):
     batched.close()
 
 
-def test_ant_paper_form_is_refused_with_a_clear_error():
-    with pytest.raises(ValueError, match="only in Gymnasium's v5 form"):
-        gym.make("metarl/AntVel-v0", form="paper")
-    with pytest.raises(ValueError, match="unknown env form"):
-        gym.make("metarl/HalfCheetahVel-v0", form="v4")
+@pytest.mark.parametrize("env_id", ANT_IDS)
+def test_paper_form_ant_model_observation_velocity_and_reset(env_id):
+    """rllab's ant: RK4 at 0.02 s, softer contacts, 125 observations (the torso's x-y
+    position, contact forces of all 14 bodies, rotation matrix, centre of mass), centre-of-
+    mass velocity, the standing pose; v5 keeps Gymnasium's."""
+    env = make_task_env(env_id)
+    model = env.model
+    assert env.form == "paper" and env.dt == pytest.approx(0.02) and env.frame_skip == 1
+    assert model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+    np.testing.assert_allclose(model.geom_solimp[:, :3], [[0.8, 0.8, 0.01]] * model.ngeom)
+    assert env.observation_space.shape == (125,) and model.nbody == 14
+    v5 = task_env(env_id, "v5")
+    assert v5.dt == pytest.approx(0.05) and v5.observation_space.shape == (105,)
+    assert v5.model.geom_solimp[0, 0] == pytest.approx(0.9)
+    obs, _ = env.reset(seed=3)
+    torso = model.body("torso").id
+    np.testing.assert_allclose(env.init_qpos, model.numeric("init_qpos").data)
+    assert env.init_qpos[2] == pytest.approx(0.55)  # standing pose, not qpos0's 0.75
+    rng = np.random.default_rng(0)
+    positions, velocities, contact = [obs[-3:-1]], [], 0.0
+    for _ in range(30):
+        obs, reward, terminated, _, info = env.step(rng.uniform(-1, 1, 8))
+        contact = max(contact, np.abs(obs[29:113]).max())
+        data = env.data
+        np.testing.assert_allclose(obs[:15], data.qpos)  # x and y included
+        np.testing.assert_allclose(obs[15:29], data.qvel)
+        np.testing.assert_allclose(obs[29:113], np.clip(data.cfrc_ext, -1, 1).ravel())
+        np.testing.assert_allclose(obs[113:122], data.xmat[torso])
+        np.testing.assert_allclose(obs[122:], data.subtree_com[torso])
+        parts = sum(v for k, v in info.items() if k.startswith("reward_"))
+        assert reward == pytest.approx(parts) and info["reward_survive"] == 0.05
+        assert info["x_velocity"] == data.subtree_linvel[torso, 0]
+        assert terminated == (not 0.2 <= data.qpos[2] <= 1.0)
+        if terminated:
+            break
+        positions.append(obs[-3:-1])
+        velocities.append([info["x_velocity"], info["y_velocity"]])
+    assert contact > 0.5  # the feet touch the floor: contact forces seen
+    # the centre of mass moves by about dt times its velocity (RK4 steps through contacts
+    # differ more at impacts, hence a mean)
+    displacement = np.diff(positions, axis=0) / env.dt
+    assert np.abs(displacement - np.array(velocities)).mean() < 0.05
+    assert np.abs(displacement).max() > 0.05
+
+
+def test_unknown_env_form_is_refused_with_a_clear_error():
+    for env_id in ["metarl/HalfCheetahVel-v0", "metarl/AntVel-v0"]:
+        with pytest.raises(ValueError, match="unknown env form"):
+            gym.make(env_id, form="v4")
 
 
 @pytest.mark.parametrize("form", ["paper", "v5"])
 def test_envs_write_nothing_to_the_working_directory(form, tmp_path, monkeypatch):
     """MuJoCo writes MUJOCO_LOG.TXT into the cwd when a model uses deprecated attributes."""
     monkeypatch.chdir(tmp_path)
-    for env_id in ENV_IDS if form == "v5" else CHEETAH_IDS:
+    for env_id in ENV_IDS:
         env = gym.make(env_id, form=form)
         env.reset(seed=0)
         env.step(env.action_space.sample())
