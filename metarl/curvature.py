@@ -18,7 +18,14 @@ from torch import nn
 from torch.func import jvp, vjp
 
 from metarl.episodes import Episodes
-from metarl.mlp_products import MlpLayout, PolicyFisher, mlp_layout, task_major
+from metarl.mlp_products import (
+    MlpLayout,
+    PolicyFisher,
+    mlp_layout,
+    take_rows,
+    task_major,
+    valid_rows,
+)
 from metarl.policies import Params, distribution_params
 
 
@@ -74,4 +81,7 @@ def _mlp_fisher(layout: MlpLayout, phi: Params, episodes: Episodes) -> PolicyFis
         2.0 * (counts > 0).to(mask.dtype) / num_tasks * torch.ones_like(phi[layout.log_std])
     )
     observations = task_major(episodes.observations, 1)
+    rows = valid_rows(mask)  # padded steps weigh zero: skip them
+    if rows is not None:
+        observations, mean_weight = take_rows(observations, rows), take_rows(mean_weight, rows)
     return PolicyFisher(layout, phi, observations, mean_weight, log_std_weight)

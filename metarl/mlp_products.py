@@ -78,6 +78,31 @@ def task_major(values: torch.Tensor, trailing: int) -> torch.Tensor:
     return moved.reshape(moved.shape[0], -1, *rest).contiguous()
 
 
+def valid_rows(mask: torch.Tensor) -> torch.Tensor | None:
+    """Per task, the indices of its valid rows first, cut to the most valid rows any task has.
+
+    ``mask`` is task-major (``[tasks, N]``); returns ``[tasks, M]`` indices for
+    :func:`take_rows`, or ``None`` when some task has every row valid (nothing to drop).
+    Padded rows weigh zero in every loss, gradient and product here, so the products can
+    skip them: episodes that end early (goals reached, falls, the paper's batch per task)
+    then cost what their valid steps cost. Rows a task lacks up to ``M`` stay padding.
+    """
+    counts = mask.sum(1)
+    longest = int(counts.max().item()) if counts.numel() else 0
+    if longest >= mask.shape[1]:
+        return None
+    padding_last = torch.argsort((mask == 0).to(torch.uint8), dim=1, stable=True)
+    return padding_last[:, : max(longest, 1)]
+
+
+def take_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``values[i, rows[i]]`` for every task ``i``: ``[tasks, N, *rest]`` -> ``[tasks, M, *rest]``."""
+    index = rows.reshape(*rows.shape, *([1] * (values.dim() - 2))).expand(
+        *rows.shape, *values.shape[2:]
+    )
+    return values.gather(1, index)
+
+
 class MlpPoint:
     """The network's forward pass at per-task parameters, with what its products reuse."""
 
@@ -158,6 +183,11 @@ class InnerLossCurvature:
         coefficient = coefficient / mask.sum(1, keepdim=True).clamp(min=1.0)
         observations = task_major(episodes.observations, 1)
         actions = task_major(episodes.actions, 1)
+        rows = valid_rows(mask)
+        if rows is not None:
+            observations, actions, coefficient = (
+                take_rows(values, rows) for values in (observations, actions, coefficient)
+            )
         self._chunks = [
             (
                 part,
@@ -169,7 +199,7 @@ class InnerLossCurvature:
                     coefficient[part],
                 ),
             )
-            for part in task_chunks(*mask.shape)
+            for part in task_chunks(*coefficient.shape)
         ]
         self.gradient = _joined([chunk.gradient for _, chunk in self._chunks], params)
 

@@ -12,10 +12,35 @@ from torch.func import vjp
 
 from metarl import mlp_products
 from metarl.adaptation import _expand, _task_gradients
+from metarl.advantages import add_advantages
 from metarl.curvature import GaussianFisher
-from metarl.mlp_products import InnerLossCurvature, mlp_layout
+from metarl.episodes import Episodes
+from metarl.mlp_products import InnerLossCurvature, mlp_layout, take_rows, valid_rows
 from metarl.policies import GaussianMLPPolicy
 from tests.helpers import D, random_episodes
+
+# episode lengths [task][episode] of the ragged batch: every task has padding (16, 13 and 14
+# valid rows of 24), so the products drop padded rows (24 -> 16 per task)
+RAGGED_LENGTHS = [[3, 6, 2, 5], [1, 4, 4, 4], [6, 5, 2, 1]]
+
+
+def ragged_episodes(seed: int, T=6, obs_dim=3, act_dim=2) -> Episodes:
+    generator = torch.Generator().manual_seed(seed)
+    tasks, episodes = len(RAGGED_LENGTHS), len(RAGGED_LENGTHS[0])
+    obs = torch.randn(T, tasks, episodes, obs_dim, generator=generator, dtype=D)
+    actions = torch.randn(T, tasks, episodes, act_dim, generator=generator, dtype=D)
+    rewards = torch.randn(T, tasks, episodes, generator=generator, dtype=D)
+    steps = torch.arange(T).reshape(T, 1, 1)
+    mask = (steps < torch.tensor(RAGGED_LENGTHS).unsqueeze(0)).to(D)
+    return add_advantages(Episodes(obs, actions, rewards * mask, mask), 0.99, 0.95)
+
+
+@pytest.fixture(params=["padded", "ragged"])
+def batch(request):
+    """Episodes with one padded task (nothing to drop), and with every task padded."""
+    if request.param == "padded":
+        return lambda seed: random_episodes(seed, obs_dim=3)
+    return ragged_episodes
 
 
 class AutogradPolicy(GaussianMLPPolicy):
@@ -55,9 +80,9 @@ def chunk_rows(request, monkeypatch):
 
 
 @pytest.mark.parametrize("hidden,activation", CASES)
-def test_inner_gradient_and_hessian_products_equal_autograd(hidden, activation, chunk_rows):
+def test_inner_gradient_and_hessian_products_equal_autograd(hidden, activation, chunk_rows, batch):
     policy, _ = _pair(hidden, activation)
-    episodes = random_episodes(0, obs_dim=3)
+    episodes = batch(0)
     point = _point(policy, episodes.num_tasks)
     gradients = _task_gradients(policy, "reinforce")
     expected_gradient, pullback = vjp(lambda p: gradients(p, episodes), point)
@@ -77,9 +102,9 @@ def test_inner_gradient_and_hessian_products_equal_autograd(hidden, activation, 
 
 
 @pytest.mark.parametrize("hidden,activation", CASES)
-def test_fisher_products_equal_autograd(hidden, activation, chunk_rows):
+def test_fisher_products_equal_autograd(hidden, activation, chunk_rows, batch):
     fast, slow = _pair(hidden, activation)
-    episodes = random_episodes(4, obs_dim=3)
+    episodes = batch(4)
     point = _point(fast, episodes.num_tasks)
     by_hand, by_autograd = (
         GaussianFisher(fast, point, episodes),
@@ -91,6 +116,21 @@ def test_fisher_products_equal_autograd(hidden, activation, chunk_rows):
     assert list(product) == list(point)
     for name in point:
         torch.testing.assert_close(product[name], expected[name], rtol=1e-10, atol=1e-12)
+
+
+def test_products_skip_padded_rows_only_when_every_task_has_some():
+    layout = mlp_layout(_pair((7, 5), "relu")[0])
+    ragged = ragged_episodes(0)
+    point = _point(_pair((7, 5), "relu")[0], ragged.num_tasks)
+    rows = InnerLossCurvature(layout, point, ragged)._chunks[0][1].point.inputs[0].shape[1]
+    assert rows == 16  # the longest task's valid rows, not 6 x 4
+    padded = random_episodes(0, obs_dim=3)
+    assert valid_rows(mlp_products.task_major(padded.mask, 0)) is None
+    mask = mlp_products.task_major(ragged.mask, 0)
+    kept = take_rows(mask, valid_rows(mask))
+    assert kept.shape == (3, 16)
+    assert kept.sum(1).tolist() == mask.sum(1).tolist()  # every valid row kept
+    assert kept[0].min() == 1  # the longest task: only valid rows
 
 
 def test_layout_only_for_the_plain_mlp_policy():
