@@ -26,6 +26,8 @@ class Navigation2DEnv(TaskEnv, gym.Env):
     - Reward: minus the Euclidean distance to the goal after the move (not squared).
     - Episode end: terminates when both coordinates are within 0.01 of the goal;
       ``gymnasium.make`` truncates at 100 steps.
+    - Info: ``distance`` to the goal, and ``success`` (1.0 on the step that reaches the goal,
+      else 0.0), so training and evaluation report how often adapted policies stop on the goal.
     - Task: ``{"goal": [gx, gy]}`` with the goal drawn from ``U[-0.5, 0.5]^2``.
     """
 
@@ -64,7 +66,8 @@ class Navigation2DEnv(TaskEnv, gym.Env):
         offset = self._position - np.asarray(self._task["goal"])
         reward = -float(np.sqrt(np.sum(offset**2)))
         terminated = bool(np.all(np.abs(offset) < GOAL_TOLERANCE))
-        return self._position.astype(np.float32), reward, terminated, False, {"distance": -reward}
+        info = {"distance": -reward, "success": float(terminated)}
+        return self._position.astype(np.float32), reward, terminated, False, info
 
     def batched(self, num_copies: int) -> BatchedNavigation2D:
         return BatchedNavigation2D(num_copies)
@@ -88,6 +91,7 @@ class BatchedNavigation2D(BatchedTaskEnv):
         self._goals = np.zeros((num_copies, 2))
         self._done = np.zeros(num_copies, dtype=bool)
         self._steps = 0
+        self.last_info: dict[str, np.ndarray] = {}  # per copy, as the single env's info
 
     def reset(self, tasks: Sequence[Mapping[str, Any]], seed: int | None = None) -> np.ndarray:
         if len(tasks) != self.num_copies:
@@ -96,6 +100,7 @@ class BatchedNavigation2D(BatchedTaskEnv):
         self._positions = np.zeros((self.num_copies, 2))
         self._done = np.zeros(self.num_copies, dtype=bool)
         self._steps = 0
+        self.last_info = {}
         return self._positions.astype(np.float32)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -104,8 +109,10 @@ class BatchedNavigation2D(BatchedTaskEnv):
         moved = self._positions + np.clip(actions, -MAX_STEP, MAX_STEP)
         self._positions = np.where(live[:, None], moved, self._positions)
         offset = self._positions - self._goals
-        rewards = np.where(live, -np.sqrt(np.sum(offset**2, axis=1)), 0.0)
+        distances = np.sqrt(np.sum(offset**2, axis=1))
+        rewards = np.where(live, -distances, 0.0)
         terminated = live & np.all(np.abs(offset) < GOAL_TOLERANCE, axis=1)
+        self.last_info = {"distance": distances, "success": terminated.astype(np.float64)}
         self._steps += 1
         truncated = live & ~terminated & (self._steps >= self.max_episode_steps)
         self._done |= terminated | truncated

@@ -206,6 +206,11 @@ class OracleBatchedEnv(BatchedTaskEnv):
         obs, rewards, terminated, truncated = self.env.step(actions)
         return self._augment(obs), rewards, terminated, truncated
 
+    @property
+    def last_info(self) -> dict[str, np.ndarray]:
+        """The wrapped env's per-copy info (e.g. ``success``), passed on."""
+        return getattr(self.env, "last_info", {})
+
 
 @dataclass
 class LoadedPolicy:

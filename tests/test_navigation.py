@@ -3,12 +3,15 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs import OracleObservation, make_task_env
 from envs.navigation import Navigation2DEnv
+from metarl.policies import GaussianMLPPolicy
+from metarl.sampler import rollouts
 
 
 def test_registered_env_passes_gymnasium_and_sb3_checks():
@@ -27,14 +30,16 @@ def test_paper_dynamics_reward_and_termination():
     env = Navigation2DEnv({"goal": [0.25, -0.1]})
     obs, _ = env.reset()
     np.testing.assert_array_equal(obs, [0.0, 0.0])
-    obs, reward, terminated, truncated, _ = env.step(np.array([0.5, -0.05]))  # dx clipped to 0.1
+    obs, reward, terminated, truncated, info = env.step(np.array([0.5, -0.05]))  # dx clipped
     np.testing.assert_allclose(obs, [0.1, -0.05], atol=1e-7)
     assert reward == pytest.approx(-np.hypot(0.15, 0.05))
     assert not terminated and not truncated
+    assert info == {"distance": pytest.approx(np.hypot(0.15, 0.05)), "success": 0.0}
     env.step(np.array([0.1, -0.05]))
-    obs, reward, terminated, _, _ = env.step(np.array([0.05, 0.0]))
+    obs, reward, terminated, _, info = env.step(np.array([0.05, 0.0]))
     np.testing.assert_allclose(obs, [0.25, -0.1], atol=1e-6)
     assert terminated and reward == pytest.approx(0.0, abs=1e-9)
+    assert info["success"] == 1.0
 
 
 def test_truncates_at_horizon_through_make():
@@ -94,22 +99,26 @@ def test_batched_matches_single_env():
     actions = rng.normal(0.0, 0.08, size=(100, len(tasks), 2))
     actions[:, 3] = 0.025  # copy 3 reaches its goal after two steps and terminates
     obs_b = [batched.reset(tasks)]
-    rew_b, done_b = [], []
+    rew_b, done_b, info_b = [], [], []
     for t in range(100):
         obs, rew, term, trunc = batched.step(actions[t])
         obs_b.append(obs), rew_b.append(rew), done_b.append(term | trunc)
+        info_b.append(batched.last_info)
     for i, task in enumerate(tasks):
         single = gym.make("metarl/Navigation2D-v0")
         obs, _ = single.reset(options={"task": task})
         np.testing.assert_array_equal(obs, obs_b[0][i])
         for t in range(100):
-            obs, rew, term, trunc, _ = single.step(actions[t, i])
+            obs, rew, term, trunc, info = single.step(actions[t, i])
             np.testing.assert_array_equal(obs, obs_b[t + 1][i])
             assert rew == rew_b[t][i]
+            assert info["success"] == info_b[t]["success"][i] == float(term)
+            assert info["distance"] == info_b[t]["distance"][i]
             assert (term or trunc) == done_b[t][i]
             if term or trunc:
                 break
     assert done_b[1][3] and not any(d[3] for d in done_b[2:])  # ended once, then silent
+    assert info_b[1]["success"][3] == 1.0 and not any(i["success"][3] for i in info_b[2:])
     assert all(r[3] == 0.0 for r in rew_b[2:])
 
 
@@ -128,3 +137,26 @@ def test_oracle_form_appends_goal():
     np.testing.assert_allclose(obs, [0.0, 0.0, 0.2, -0.3], atol=1e-7)
     assert env.observation_space.shape == (4,)
     assert "metarl/Navigation2D-v0" in envs.REGISTERED
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_success_is_reaching_the_goal_in_sampled_episodes(deterministic):
+    # the paper's init gives mean 0 at the origin; a tiny std keeps the point there, inside
+    # the first goal's box (so its episodes end at step 1) and far from the second's
+    policy = GaussianMLPPolicy(2, 2, (8,), init_std=1e-4)
+    params = {k: v.detach() for k, v in policy.named_parameters()}
+    tasks = [{"goal": [0.005, -0.004]}, {"goal": [0.3, 0.3]}]
+    env = Navigation2DEnv().batched(2 * 3)
+    episodes = rollouts(
+        policy,
+        params,
+        env,
+        tasks,
+        3,
+        torch.Generator().manual_seed(0),
+        env_seed=0,
+        deterministic=deterministic,
+    )
+    assert episodes.success_rate().tolist() == [1.0, 0.0]
+    lengths = episodes.mask.sum(0)
+    assert lengths[0].tolist() == [1.0] * 3 and lengths[1].tolist() == [100.0] * 3
