@@ -9,6 +9,8 @@ exact KL Hessian-vector products and for each --fisher-subsample given. For MAML
 splits the outer step (gradient, curvature products, line search) and prints its floor:
 the matrix-product FLOPs of the step (`outer_step_flops`) at the speed this machine runs
 the policy's widest batched product, a lower bound that leaves out elementwise work.
+The floor counts every episode at the full horizon: with --checkpoint (a trained policy,
+whose episodes may end early) or batch_per_task=steps it is only indicative.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from metarl import cli
 from metarl.adaptation import split_meta_params
 from metarl.advantages import add_advantages
 from metarl.algorithms.maml_trpo import MetaBatch
+from metarl.checkpoint import CheckpointError, load_checkpoint
 from metarl.config import MAX_HIDDEN_UNITS, config_from_dict, preset_for
 from metarl.runtime import configure_process
-from metarl.sampler import rollouts
+from metarl.sampler import rollouts, rollouts_of_min_steps
 from metarl.trainer import initial_meta_params, make_algorithm, make_policy
 
 
@@ -76,13 +79,32 @@ def gemm_rate(config, env) -> float:
     return 2.0 * tasks * rows * width * width / statistics.median(times[5:])
 
 
-def time_iterations(config, iterations: int) -> dict[str, float]:
+def start_params(path: str, config, policy) -> dict[str, torch.Tensor]:
+    """A checkpoint's meta-parameters, checked against ``config``'s policy."""
+    saved = load_checkpoint(path)
+    expected = initial_meta_params(config, policy)
+    params = {
+        k: v.to(expected[k].dtype) if k in expected else v for k, v in saved["params"].items()
+    }
+    shapes = {k: tuple(v.shape) for k, v in params.items()}
+    if shapes != {k: tuple(v.shape) for k, v in expected.items()}:
+        raise ValueError(
+            f"checkpoint {path} holds another policy than this benchmark's "
+            f"(env {config.env}, hidden {list(config.hidden_sizes)}, variant settings)"
+        )
+    return params
+
+
+def time_iterations(config, iterations: int, checkpoint: str | None = None) -> dict[str, float]:
     env = make_task_env(config.env)
     batched = env.batched(config.meta_batch_size * config.episodes_per_task)
+    sample = rollouts_of_min_steps if config.batch_per_task == "steps" else rollouts
     torch.manual_seed(config.seed)
     policy = make_policy(config, env)
     algorithm = make_algorithm(config, policy)
     params = initial_meta_params(config, policy)
+    if checkpoint is not None:
+        params = start_params(checkpoint, config, policy)
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
     parts: dict[str, list[float]] = {
         "sampling": [],
@@ -97,7 +119,7 @@ def time_iterations(config, iterations: int) -> dict[str, float]:
         tasks = env.sample_tasks(config.meta_batch_size, rng)
         t0 = time.perf_counter()
         pre = add_advantages(
-            rollouts(
+            sample(
                 policy,
                 split_meta_params(params)[0],
                 batched,
@@ -112,9 +134,7 @@ def time_iterations(config, iterations: int) -> dict[str, float]:
         phi = {k: v.detach() for k, v in algorithm.inner(policy, params, [pre]).items()}
         t2 = time.perf_counter()
         post = add_advantages(
-            rollouts(
-                policy, phi, batched, tasks, config.episodes_per_task, generator, per_task=True
-            ),
+            sample(policy, phi, batched, tasks, config.episodes_per_task, generator, per_task=True),
             config.gamma,
             config.gae_lambda,
         )
@@ -177,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=cli.threads, default=2)
     parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="start from this checkpoint's meta-parameters instead of a fresh policy (a "
+        "trained policy's episodes end early, which changes what an iteration costs)",
+    )
+    parser.add_argument(
         "--variants",
         nargs="*",
         default=[],
@@ -210,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         f"   outer = {'gradient':>8} {'curvature':>9} {'search':>7}"
     )
     for overrides, config in zip(settings, configs, strict=True):
-        t = time_iterations(config, args.iterations)
+        try:
+            t = time_iterations(config, args.iterations, args.checkpoint)
+        except (ValueError, CheckpointError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         label = ",".join(f"{k}={v}" for k, v in overrides.items())
         print(
             f"{label:<40} {t['sampling']:>9.3f} {t['adaptation']:>7.3f} "
