@@ -109,3 +109,15 @@ class Episodes:
             for f in dataclasses.fields(self)
         }
         return Episodes(**fields)
+
+
+def flagged_first(flags: torch.Tensor) -> torch.Tensor:
+    """Per row of ``flags`` (``[rows, N]``, true or nonzero = flagged), the column indices of
+    its flagged entries first, in order, cut to the most any row has: ``[rows, M]``.
+
+    Gathering with them (``torch.take_along_dim``) packs each row's flagged entries to the
+    front; entries past a row's own count are unflagged ones.
+    """
+    width = int((flags != 0).sum(1).max().item()) if flags.numel() else 0
+    order = torch.sort((flags == 0).to(torch.uint8), dim=1, stable=True).indices
+    return order[:, : max(width, 1)]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metarl.episodes import Episodes
+from metarl.episodes import Episodes, flagged_first
 from metarl.policies import GaussianMLPPolicy, Params
 
 _ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh"}
@@ -87,20 +87,13 @@ def valid_rows(mask: torch.Tensor) -> torch.Tensor | None:
     skip them: episodes that end early (goals reached, falls, the paper's batch per task)
     then cost what their valid steps cost. Rows a task lacks up to ``M`` stay padding.
     """
-    counts = mask.sum(1)
-    longest = int(counts.max().item()) if counts.numel() else 0
-    if longest >= mask.shape[1]:
-        return None
-    padding_last = torch.argsort((mask == 0).to(torch.uint8), dim=1, stable=True)
-    return padding_last[:, : max(longest, 1)]
+    rows = flagged_first(mask)
+    return None if rows.shape[1] >= mask.shape[1] else rows
 
 
 def take_rows(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``values[i, rows[i]]`` for every task ``i``: ``[tasks, N, *rest]`` -> ``[tasks, M, *rest]``."""
-    index = rows.reshape(*rows.shape, *([1] * (values.dim() - 2))).expand(
-        *rows.shape, *values.shape[2:]
-    )
-    return values.gather(1, index)
+    return torch.take_along_dim(values, rows.reshape(*rows.shape, *[1] * (values.dim() - 2)), 1)
 
 
 class MlpPoint:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from envs.base import BatchedTaskEnv, to_env_actions
-from metarl.episodes import Episodes
+from metarl.episodes import Episodes, flagged_first
 from metarl.policies import Params, distribution_params, gaussian_log_prob
 
 
@@ -168,9 +168,8 @@ def _kept_episodes(rounds: list[Episodes], keep: torch.Tensor) -> Episodes:
     if len(rounds) == 1:
         return rounds[0]
     counts = keep.sum(1)
-    width = int(counts.max().item())
-    # per task, the indices of its kept episodes first (a stable sort keeps their order)
-    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    order = flagged_first(keep)  # per task, its kept episodes first, in order
+    width = order.shape[1]
     used = (torch.arange(width)[None, :] < counts[:, None]).to(rounds[0].rewards.dtype)
     fields: dict[str, torch.Tensor | None] = {}
     for field in dataclasses.fields(Episodes):
@@ -179,11 +178,8 @@ def _kept_episodes(rounds: list[Episodes], keep: torch.Tensor) -> Episodes:
             fields[field.name] = None
             continue
         joined = torch.cat(parts, dim=2)  # [T, tasks, all episodes, ...]
-        index = order[None].expand(joined.shape[0], -1, -1)
-        index = index.reshape(*index.shape, *([1] * (joined.dim() - 3))).expand(
-            -1, -1, -1, *joined.shape[3:]
-        )
-        value = torch.gather(joined, 2, index)
+        index = order.reshape(1, *order.shape, *[1] * (joined.dim() - 3))
+        value = torch.take_along_dim(joined, index, 2)
         if field.name not in ("observations", "actions"):
             value = value * used.reshape(1, *used.shape, *([1] * (value.dim() - 3)))
         fields[field.name] = value
