@@ -15,7 +15,6 @@ from typing import Any
 from metarl.checkpoint import atomic_write
 from metarl.config import evaluation_protocol
 from metarl.evaluation import CurveSummary, adaptation_ratios
-from metarl.selection import Selection
 
 
 def write_text(path: Path, text: str) -> None:
@@ -23,17 +22,28 @@ def write_text(path: Path, text: str) -> None:
 
 
 def comparison_csv(summaries: Sequence[CurveSummary], num_tasks: int) -> str:
-    """One row per method and number of steps: mean and 95% CI bounds over tasks."""
+    """One row per method and number of steps: mean and 95% CI bounds (over tasks, or over
+    training seeds for a method pooled from several runs)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
-        ["label", "kind", "inner_lr", "steps", "mean_return", "ci95_low", "ci95_high", "num_tasks"]
+        [
+            "label",
+            "kind",
+            "inner_lr",
+            "steps",
+            "mean_return",
+            "ci95_low",
+            "ci95_high",
+            "num_tasks",
+            "num_seeds",
+        ]
     )
     for s in summaries:
         for k, (mean, half) in enumerate(zip(s.mean, s.ci95, strict=True)):
             alpha = "" if s.step_size is None else s.step_size
             row = [s.label, s.kind, alpha, k, f"{mean:.6g}", f"{mean - half:.6g}"]
-            writer.writerow([*row, f"{mean + half:.6g}", num_tasks])
+            writer.writerow([*row, f"{mean + half:.6g}", num_tasks, max(1, len(s.seeds))])
     return buffer.getvalue()
 
 
@@ -43,7 +53,6 @@ def comparison_dict(
     tasks: list[dict[str, Any]],
     episodes: int,
     seed: int,
-    selections: Sequence[Selection | None] | None = None,
 ) -> dict[str, Any]:
     """The content of ``comparison.json``, with adaptation ratios when an oracle is present."""
     result: dict[str, Any] = {
@@ -57,9 +66,6 @@ def comparison_dict(
         f"{evaluation_protocol(env_id).later_step_ratio} * alpha for later steps",
         "methods": [s.to_dict() for s in summaries],
     }
-    for method, selection in zip(result["methods"], selections or [], strict=False):
-        if selection is not None:
-            method["selection"] = selection.to_dict()
     oracle = next((s for s in summaries if s.oracle), None)
     if oracle is not None:
         for method, s in zip(result["methods"], summaries, strict=True):
@@ -76,7 +82,6 @@ def write_comparison(
     tasks: list[dict[str, Any]],
     episodes: int,
     seed: int,
-    selections: Sequence[Selection | None] | None = None,
 ) -> dict[str, Any]:
     """Write ``comparison.json``, ``comparison.csv``, ``comparison.png`` (the paper's figure)
     and one TensorBoard run per method under ``tensorboard/<label>`` into ``out``."""
@@ -86,7 +91,7 @@ def write_comparison(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result = comparison_dict(summaries, env_id, tasks, episodes, seed, selections)
+    result = comparison_dict(summaries, env_id, tasks, episodes, seed)
     write_text(out / "comparison.json", json.dumps(result, indent=2))
     write_text(out / "comparison.csv", comparison_csv(summaries, len(tasks)))
     for s in summaries:

@@ -379,6 +379,8 @@ class CurveSummary:
     iteration: int = 0  # of the checkpoint (meta-iterations; 0 for a baseline)
     env_steps: int = 0  # environment steps that trained it (meta-training or PPO)
     success: list[list[float]] | None = None  # [steps + 1][tasks], envs with info["success"]
+    seeds: tuple[CurveSummary, ...] = ()  # the training seeds pooled here (see pool_seeds)
+    selection: dict[str, Any] | None = None  # how the snapshot was chosen (Selection.to_dict)
 
     @property
     def success_rate(self) -> list[float] | None:
@@ -408,6 +410,8 @@ class CurveSummary:
                     "success": {str(k): r for k, r in enumerate(self.success)},
                 }
             ),
+            **({"selection": self.selection} if self.selection is not None else {}),
+            **({"seeds": [seed.to_dict() for seed in self.seeds]} if self.seeds else {}),
         }
 
 
@@ -455,6 +459,52 @@ def evaluate_policy_curve(
         env_steps=loaded.env_steps,
         success=None if success is None else success.tolist(),
     )
+
+
+def pool_seeds(members: Sequence[CurveSummary]) -> CurveSummary:
+    """Several training seeds of one method, evaluated on the same tasks, as one curve.
+
+    The mean is the mean over seeds of each seed's mean over tasks, and the 95% interval is
+    Student's t over those seed means (``n - 1`` degrees of freedom): how much the result
+    moves with the training seed, which a CI over one run's tasks does not show. ``returns``
+    and ``success`` hold each task's mean over seeds; ``seeds`` keeps every member.
+    """
+    if len(members) < 2:
+        raise ValueError("pooling needs at least two seeds")
+    first = members[0]
+    for member in members[1:]:
+        if member.kind != first.kind or len(member.mean) != len(first.mean):
+            raise ValueError(
+                f"cannot pool {first.label!r}: its entries differ in kind or number of steps"
+            )
+        if np.shape(member.returns) != np.shape(first.returns):
+            raise ValueError(f"cannot pool {first.label!r}: its entries saw different tasks")
+    stats = [mean_and_ci95(row) for row in np.array([m.mean for m in members]).T]
+    step_sizes = {member.step_size for member in members}
+    success = None
+    if all(member.success is not None for member in members):
+        success = np.mean([member.success for member in members], axis=0).tolist()
+    return CurveSummary(
+        label=first.label,
+        kind=first.kind,
+        path="; ".join(member.path for member in members),
+        step_size=first.step_size if len(step_sizes) == 1 else "per seed",
+        returns=np.mean([member.returns for member in members], axis=0).tolist(),
+        mean=[m for m, _ in stats],
+        ci95=[c for _, c in stats],
+        iteration=max(member.iteration for member in members),
+        env_steps=max(member.env_steps for member in members),
+        success=success,
+        seeds=tuple(members),
+    )
+
+
+def pool_by_label(summaries: Sequence[CurveSummary]) -> list[CurveSummary]:
+    """Summaries sharing a label pooled with :func:`pool_seeds`, in first-seen order."""
+    groups: dict[str, list[CurveSummary]] = {}
+    for summary in summaries:
+        groups.setdefault(summary.label, []).append(summary)
+    return [group[0] if len(group) == 1 else pool_seeds(group) for group in groups.values()]
 
 
 def adaptation_ratios(summary: CurveSummary, oracle_return: float) -> list[float]:

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -291,13 +291,17 @@ class Reproduction:
             loaded = load_policy(folder / "checkpoints" / "latest.pt")
             step = None if loaded.oracle else self.fine_tuning_step(loaded, kind)
             methods.append((kind, loaded, step, None))
-        summaries = [self.evaluate(label, loaded, step) for label, loaded, step, _ in methods]
-        return self.write_table(summaries, [m[3] for m in methods], methods[0][1])
+        summaries = [
+            self.evaluate(label, loaded, step)
+            if chosen is None
+            else replace(self.evaluate(label, loaded, step), selection=chosen.to_dict())
+            for label, loaded, step, chosen in methods
+        ]
+        return self.write_table(summaries, methods[0][1])
 
     def write_table(
         self,
         summaries: Sequence[CurveSummary],
-        selections: Sequence[Selection | None],
         maml: LoadedPolicy,
     ) -> dict[str, Any]:
         settings = self.settings
@@ -305,7 +309,7 @@ class Reproduction:
         tasks = held_out_tasks(maml.env, settings.num_tasks, settings.seed)
         episodes = settings.episodes_per_step
         table = write_comparison(
-            self.out / "comparison", summaries, env_id, tasks, episodes, settings.seed, selections
+            self.out / "comparison", summaries, env_id, tasks, episodes, settings.seed
         )
         reached = int(load_checkpoint(self.out / "maml" / "checkpoints" / "latest.pt")["iteration"])
         table["training"] = {

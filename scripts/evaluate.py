@@ -17,7 +17,12 @@ and writes to --out: comparison.json and comparison.csv (mean and 95% confidence
 over tasks after 0..K steps), comparison.png (return vs number of gradient steps, one line
 per method with its CI band; the oracle, which sees the task and is not adapted, as a
 horizontal line) and TensorBoard scalars eval/return (x-axis: gradient steps), one
-TensorBoard run per method under tensorboard/<label>.
+TensorBoard run per method under tensorboard/<label>. Entries that share a label are
+training seeds of one method: its row is the mean over seeds, with a 95% CI over the seeds'
+means (Student t), and comparison.json keeps each seed's curve:
+
+    python scripts/evaluate.py --compare runs/nav_s0 runs/nav_s1 runs/nav_s2 \
+        --labels MAML MAML MAML --checkpoint select --out runs/compare_nav_seeds
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,6 +46,7 @@ from metarl.evaluation import (
     comparison_table,
     evaluate_policy_curve,
     held_out_tasks,
+    pool_by_label,
 )
 from metarl.runtime import configure_process
 from metarl.selection import Selection
@@ -59,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs and/or baseline folders (or .pt files) to compare on the same tasks",
     )
     parser.add_argument(
-        "--labels", nargs="+", default=None, help="one label per --compare entry (default: names)"
+        "--labels",
+        nargs="+",
+        default=None,
+        help="one label per --compare entry (default: names); entries sharing a label are "
+        "training seeds of one method, pooled into one row with a CI over seeds",
     )
     parser.add_argument(
         "--inner-lrs",
@@ -137,8 +148,6 @@ def check_arguments(args: argparse.Namespace) -> None:
                 cli.step_size(value)
             except argparse.ArgumentTypeError as error:
                 raise ValueError(f"--inner-lrs entries {error} (or 'run')") from None
-    if args.labels is not None and len(set(args.labels)) != len(args.labels):
-        raise ValueError(f"--labels must be distinct, got {args.labels}")
 
 
 def warn_if_seen(kind: str, training_seed: int, seed: int) -> None:
@@ -248,27 +257,39 @@ def compare(args: argparse.Namespace) -> int:
     episodes = args.episodes or evaluation_protocol(env_id).episodes
     tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)
     summaries = []
-    for item, label, step in zip(loaded, labels, step_sizes, strict=True):
+    for (item, selection), label, step in zip(resolved, labels, step_sizes, strict=True):
         warn_if_seen(item.kind, item.config.seed, args.seed)
         step = step if step is not None else args.inner_lr
         try:
-            summaries.append(
-                evaluate_policy_curve(
-                    item, tasks, episodes, args.adapt_steps, args.seed, step, label
-                )
+            summary = evaluate_policy_curve(
+                item, tasks, episodes, args.adapt_steps, args.seed, step, label
             )
         except ValueError as error:  # e.g. more episodes than memory holds
             print(f"error: {error}", file=sys.stderr)
             return 2
-    selections = [selection for _, selection in resolved]
-    write_comparison(args.out, summaries, env_id, tasks, episodes, args.seed, selections)
+        if selection is not None:
+            summary = replace(summary, selection=selection.to_dict())
+        summaries.append(summary)
+    try:
+        summaries = pool_by_label(summaries)
+    except ValueError as error:  # a repeated label on entries that are not seeds of one method
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_comparison(args.out, summaries, env_id, tasks, episodes, args.seed)
+    pooled = any(s.seeds for s in summaries)
     print(
         f"{env_id}, {args.num_tasks} held-out tasks (seed {args.seed}), {episodes} episodes per "
         "step; mean return ± 95% CI over tasks"
+        + (" (over training seeds for a label given several runs)" if pooled else "")
     )
     print(comparison_table(summaries, args.adapt_steps))
     for s in summaries:
-        print(f"  {s.label}: {s.kind}, {s.path} (iteration {s.iteration}, {s.env_steps} env steps)")
+        for member in s.seeds or (s,):
+            means = " / ".join(f"{m:.2f}" for m in member.mean)
+            print(
+                f"  {s.label}: {member.kind}, {member.path} (iteration {member.iteration}, "
+                f"{member.env_steps} env steps)" + (f": {means}" if s.seeds else "")
+            )
     print(f"wrote {args.out / 'comparison.json'}, comparison.csv, comparison.png, tensorboard/")
     return 0
 
