@@ -69,9 +69,12 @@ def fit_linear_baseline(
     """Ridge regression of returns on features, one fit per task.
 
     ``features [T, tasks, episodes, F]``, ``returns``/``mask [T, tasks, episodes]``;
-    returns weights ``[tasks, F]``. Solved in float64; the ridge coefficient grows
-    tenfold (up to 1e5 times) until the solution is finite, and a fit that never becomes
-    finite gives zero weights (a zero baseline) rather than NaN.
+    returns weights ``[tasks, F]``. Solved in float64 by Cholesky (the ridge makes the
+    system positive definite); the ridge coefficient grows tenfold (up to 1e5 times) until
+    the factorisation succeeds and the solution is finite, and a fit that never does gives
+    zero weights (a zero baseline) rather than NaN. Cholesky, not LU: this torch build's
+    batched LU (``torch.linalg.solve``) fails on 2 threads from about 160 features
+    (Ant's 254), with oneMKL "Parameter 6 was incorrect on entry to DLASWP".
     """
     x = (features * mask.unsqueeze(-1)).to(torch.float64)
     y = (returns * mask).to(torch.float64)
@@ -84,8 +87,9 @@ def fit_linear_baseline(
     unsolved = torch.ones(gram.shape[0], dtype=torch.bool)
     for attempt in range(6):
         coefficient = reg * 10.0**attempt
-        solution = torch.linalg.solve(gram + coefficient * eye, target).squeeze(-1)
-        solved = unsolved & torch.isfinite(solution).all(-1)
+        factor, info = torch.linalg.cholesky_ex(gram + coefficient * eye)
+        solution = torch.cholesky_solve(target, factor).squeeze(-1)
+        solved = unsolved & (info == 0) & torch.isfinite(solution).all(-1)
         weights = torch.where(solved[:, None], solution, weights)
         unsolved &= ~solved
         if not unsolved.any():

@@ -99,6 +99,29 @@ def test_linear_baseline_matches_numpy_ridge_and_ignores_padding():
     torch.testing.assert_close(fit_linear_baseline(features, changed, mask), weights)
 
 
+def test_linear_baseline_with_ants_features_on_two_threads():
+    # Ant's 125 observations give 254 features; torch.linalg.solve's batched LU failed on
+    # them with 2 threads in this torch build (oneMKL DLASWP error), so every Ant run on
+    # the default 2 threads stopped in its first iteration
+    generator = torch.Generator().manual_seed(0)
+    T, tasks, episodes, obs_dim = 40, 3, 10, 125
+    obs = torch.randn(T, tasks, episodes, obs_dim, generator=generator)
+    returns = torch.randn(T, tasks, episodes, generator=generator)
+    mask = torch.ones(T, tasks, episodes)
+    features = baseline_features(obs, mask)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        weights = fit_linear_baseline(features, returns, mask)
+    finally:
+        torch.set_num_threads(threads)
+    for task in range(tasks):
+        x = features[:, task].reshape(-1, features.shape[-1]).double().numpy()
+        y = returns[:, task].reshape(-1).double().numpy()
+        expected = np.linalg.solve(x.T @ x + 1e-5 * np.eye(x.shape[1]), x.T @ y)
+        np.testing.assert_allclose(weights[task].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_linear_baseline_exact_on_linear_returns():
     T = 10
     obs = torch.linspace(-1, 1, T, dtype=D).reshape(T, 1, 1, 1).repeat(1, 1, 2, 1)
