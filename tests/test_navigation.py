@@ -160,3 +160,46 @@ def test_success_is_reaching_the_goal_in_sampled_episodes(deterministic):
     assert episodes.success_rate().tolist() == [1.0, 0.0]
     lengths = episodes.mask.sum(0)
     assert lengths[0].tolist() == [1.0] * 3 and lengths[1].tolist() == [100.0] * 3
+
+
+def test_endpoint_geometry_by_hand():
+    from scripts.nav_endpoints import endpoint_geometry
+
+    goals = np.array([[0.3, 0.4]] * 4)  # 0.5 from the start, along (0.6, 0.8)
+    endpoints = np.array([[0.3, 0.4], [0.15, 0.2], [0.38, 0.34], [0.6, 0.8]])
+    geometry = endpoint_geometry(endpoints, goals)
+    np.testing.assert_allclose(geometry["distance"], [0.0, 0.25, 0.1, 0.5], atol=1e-12)
+    np.testing.assert_allclose(geometry["reach"], [1.0, 0.5, 1.0, 2.0], atol=1e-12)
+    np.testing.assert_allclose(geometry["lateral"], [0.0, 0.0, 0.1, 0.0], atol=1e-12)
+
+
+def test_last_positions_take_each_episodes_last_valid_step():
+    from scripts.nav_endpoints import last_positions
+
+    observations = torch.arange(16.0).reshape(4, 2, 1, 2)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]]).reshape(4, 2, 1)
+    np.testing.assert_array_equal(
+        last_positions(observations, mask), [observations[3, 0, 0], observations[1, 1, 0]]
+    )
+
+
+def test_nav_endpoints_script_on_a_tiny_run(tmp_path, capsys):
+    import json
+
+    from scripts import nav_endpoints
+    from scripts import train as train_script
+    from tests.helpers import TINY_TRAIN_ARGS
+
+    run = tmp_path / "run"
+    assert train_script.main([*TINY_TRAIN_ARGS, "--iterations", "1", "--run-dir", str(run)]) == 0
+    checkpoint = run / "checkpoints" / "latest.pt"
+    argv = [str(checkpoint), "--num-tasks", "3", "--episodes", "2", "--adapt-steps", "2"]
+    assert nav_endpoints.main([*argv, "--out", str(tmp_path / "e.json")]) == 0
+    (result,) = json.loads((tmp_path / "e.json").read_text())
+    assert result["iteration"] == 1 and [s["step"] for s in result["steps"]] == [0, 1, 2]
+    for step in result["steps"]:
+        assert len(step["distance"]) == 3 and step["median_distance"] == np.median(step["distance"])
+        assert 0.0 <= step["ended_in_goal_box"] <= 1.0
+    assert "| reach |" in capsys.readouterr().out
+    assert nav_endpoints.main([str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
