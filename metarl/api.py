@@ -504,6 +504,7 @@ class Evaluation:
             "num_tasks": self.num_tasks,
             "episodes_per_task": self.episodes_per_task,
             "inner_lr": self.inner_lr,
+            "step_sizes": self.summary.step_sizes,
             "seed": self.seed,
             "mean_return": {str(k): m for k, m in enumerate(self.summary.mean)},
             "ci95": {str(k): c for k, c in enumerate(self.summary.ci95)},
@@ -551,13 +552,15 @@ def evaluate(
     step_size: float | None = None,
     checkpoint: str = "latest",
     validation_seed: int | None = None,
+    later_step_ratio: float | None = None,
 ) -> Evaluation:
     """Adapt to ``num_tasks`` held-out tasks (drawn with ``seed``) with ``0..adapt_steps``
     steps and return the mean returns: ``scripts/evaluate.py --run-dir`` without the files.
 
     ``source``: a run or baseline folder, a ``.pt`` file or a :class:`MetaPolicy`.
-    ``episodes`` per step and the step schedule default to the env's test protocol; an
-    oracle is evaluated at 0 steps only.
+    ``episodes`` per step and the step schedule default to the env's test protocol
+    (``later_step_ratio``: later steps' size over the first's); an oracle is evaluated at
+    0 steps only.
     """
     for name, value in (("num_tasks", num_tasks), ("episodes", episodes)):
         if value is not None and (
@@ -566,12 +569,15 @@ def evaluate(
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if isinstance(adapt_steps, bool) or not isinstance(adapt_steps, int) or adapt_steps < 0:
         raise ValueError(f"adapt_steps must be an integer >= 0, got {adapt_steps!r}")
-    if step_size is not None and not step_size > 0:
-        raise ValueError(f"step_size must be positive, got {step_size!r}")
+    for name, value in (("step_size", step_size), ("later_step_ratio", later_step_ratio)):
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ValueError(f"{name} must be positive, got {value!r}")
     loaded, selection = resolve(source, checkpoint, num_tasks, episodes, seed, validation_seed)
     episodes = episodes or evaluation_protocol(loaded.config.env).episodes
     tasks = held_out_tasks(loaded.env, num_tasks, seed)
-    summary = evaluate_policy_curve(loaded, tasks, episodes, adapt_steps, seed, step_size, "MAML")
+    summary = evaluate_policy_curve(
+        loaded, tasks, episodes, adapt_steps, seed, step_size, "MAML", later_step_ratio
+    )
     first = summary.step_size if summary.step_size is not None else loaded.config.inner_lr
     return Evaluation(
         env=loaded.config.env,

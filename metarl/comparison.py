@@ -53,8 +53,10 @@ def comparison_dict(
     tasks: list[dict[str, Any]],
     episodes: int,
     seed: int,
+    later_step_ratio: float | None = None,
 ) -> dict[str, Any]:
     """The content of ``comparison.json``, with adaptation ratios when an oracle is present."""
+    ratio = later_step_ratio or evaluation_protocol(env_id).later_step_ratio
     result: dict[str, Any] = {
         "env": env_id,
         "adapt_steps": max(len(s.mean) for s in summaries) - 1,
@@ -62,8 +64,7 @@ def comparison_dict(
         "episodes_per_task": episodes,
         "seed": seed,
         "tasks": tasks,
-        "step_schedule": "alpha for the first step, "
-        f"{evaluation_protocol(env_id).later_step_ratio} * alpha for later steps",
+        "step_schedule": f"alpha for the first step, {ratio} * alpha for later steps",
         "methods": [s.to_dict() for s in summaries],
     }
     oracle = next((s for s in summaries if s.oracle), None)
@@ -82,6 +83,7 @@ def write_comparison(
     tasks: list[dict[str, Any]],
     episodes: int,
     seed: int,
+    later_step_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Write ``comparison.json``, ``comparison.csv``, ``comparison.png`` (the paper's figure)
     and one TensorBoard run per method under ``tensorboard/<label>`` into ``out``."""
@@ -91,7 +93,7 @@ def write_comparison(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result = comparison_dict(summaries, env_id, tasks, episodes, seed)
+    result = comparison_dict(summaries, env_id, tasks, episodes, seed, later_step_ratio)
     write_text(out / "comparison.json", json.dumps(result, indent=2))
     write_text(out / "comparison.csv", comparison_csv(summaries, len(tasks)))
     for s in summaries:

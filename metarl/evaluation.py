@@ -229,13 +229,15 @@ class LoadedPolicy:
     adapted_names: list[str] | None = None  # ANIL: the only parameters adapted
     adapted: dict[str, Any] | None = None  # a saved adapted policy: its steps and task
 
-    def schedule(self, steps: int, step_size: float | None = None) -> list[StepSize]:
+    def schedule(
+        self, steps: int, step_size: float | None = None, later_step_ratio: float | None = None
+    ) -> list[StepSize]:
         """Test-time step sizes: Meta-SGD's learned ones at every step unless ``step_size``
         is given, else the paper's schedule for the env (``alpha, alpha/2, ...``; ``alpha``:
-        the run's inner_lr)."""
+        the run's inner_lr), or ``alpha, later_step_ratio * alpha, ...`` if given."""
         if self.learned_step_sizes is not None and step_size is None:
             return [self.learned_step_sizes] * steps
-        ratio = evaluation_protocol(self.config.env).later_step_ratio
+        ratio = later_step_ratio or evaluation_protocol(self.config.env).later_step_ratio
         return list(test_time_step_sizes(step_size or self.config.inner_lr, steps, ratio))
 
     def batched_env(self, num_copies: int) -> BatchedTaskEnv:
@@ -381,6 +383,7 @@ class CurveSummary:
     success: list[list[float]] | None = None  # [steps + 1][tasks], envs with info["success"]
     seeds: tuple[CurveSummary, ...] = ()  # the training seeds pooled here (see pool_seeds)
     selection: dict[str, Any] | None = None  # how the snapshot was chosen (Selection.to_dict)
+    step_sizes: list[float] | None = None  # the inner steps' sizes (None: learned or oracle)
 
     @property
     def success_rate(self) -> list[float] | None:
@@ -399,6 +402,7 @@ class CurveSummary:
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "inner_lr": self.step_size,
+            "step_sizes": self.step_sizes,
             "mean_return": {str(k): m for k, m in enumerate(self.mean)},
             "ci95": {str(k): c for k, c in enumerate(self.ci95)},
             "returns": {str(k): r for k, r in enumerate(self.returns)},
@@ -423,10 +427,12 @@ def evaluate_policy_curve(
     seed: int,
     step_size: float | None = None,
     label: str | None = None,
+    later_step_ratio: float | None = None,
 ) -> CurveSummary:
-    """Adaptation curve of a loaded policy; an oracle is evaluated at 0 steps only."""
+    """Adaptation curve of a loaded policy; an oracle is evaluated at 0 steps only.
+    ``later_step_ratio`` replaces the env's test schedule's ratio of later steps to the first."""
     steps = 0 if loaded.oracle else adapt_steps
-    schedule = loaded.schedule(steps, step_size)
+    schedule = loaded.schedule(steps, step_size, later_step_ratio)
     learned = loaded.learned_step_sizes is not None and step_size is None
     alpha: float | str = "learned" if learned else (step_size or loaded.config.inner_lr)
     curve, success = adaptation_outcomes(
@@ -458,6 +464,7 @@ def evaluate_policy_curve(
         iteration=loaded.iteration,
         env_steps=loaded.env_steps,
         success=None if success is None else success.tolist(),
+        step_sizes=[float(x) for x in schedule] if not learned else None,
     )
 
 
@@ -496,6 +503,9 @@ def pool_seeds(members: Sequence[CurveSummary]) -> CurveSummary:
         env_steps=max(member.env_steps for member in members),
         success=success,
         seeds=tuple(members),
+        step_sizes=first.step_sizes
+        if all(m.step_sizes == first.step_sizes for m in members)
+        else None,
     )
 
 

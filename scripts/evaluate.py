@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         "schedule for the env (half, or 1/100 for AntDir)",
     )
     parser.add_argument(
+        "--later-step-ratio",
+        type=cli.number(0.0, 100.0, open_minimum=True),
+        default=None,
+        help="size of the steps after the first, as a fraction of the first (default: the "
+        "paper's for the env: 0.5, or 0.01 for AntDir)",
+    )
+    parser.add_argument(
         "--seed",
         type=cli.seed,
         default=1234,
@@ -195,6 +202,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
             args.inner_lr,
             args.checkpoint,
             args.validation_seed,
+            args.later_step_ratio,
         )
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -262,7 +270,14 @@ def compare(args: argparse.Namespace) -> int:
         step = step if step is not None else args.inner_lr
         try:
             summary = evaluate_policy_curve(
-                item, tasks, episodes, args.adapt_steps, args.seed, step, label
+                item,
+                tasks,
+                episodes,
+                args.adapt_steps,
+                args.seed,
+                step,
+                label,
+                args.later_step_ratio,
             )
         except ValueError as error:  # e.g. more episodes than memory holds
             print(f"error: {error}", file=sys.stderr)
@@ -275,7 +290,7 @@ def compare(args: argparse.Namespace) -> int:
     except ValueError as error:  # a repeated label on entries that are not seeds of one method
         print(f"error: {error}", file=sys.stderr)
         return 2
-    write_comparison(args.out, summaries, env_id, tasks, episodes, args.seed)
+    write_comparison(args.out, summaries, env_id, tasks, episodes, args.seed, args.later_step_ratio)
     pooled = any(s.seeds for s in summaries)
     print(
         f"{env_id}, {args.num_tasks} held-out tasks (seed {args.seed}), {episodes} episodes per "

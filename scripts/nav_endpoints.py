@@ -11,8 +11,10 @@ last position is where the adapted policy settles (a point moves at most 0.1 per
 goal, the reach (the endpoint's projection on the start-to-goal line over the goal's
 distance: 1 on the goal, below 1 short of it, above 1 beyond it), the lateral miss (the
 distance off that line), and the share of goals whose mean-action episode ends in the goal
-box. Tells apart a step too short (reach below 1), an overshoot (above 1) and a miss to
-the side.
+box; and the mean return of the sampled episodes at that step (what evaluate.py reports,
+for the same goals and seed). Tells apart a step too short (reach below 1), an overshoot
+(above 1) and a miss to the side. --step-sizes replaces the test schedule, e.g.
+``--step-sizes 0.5 0.125 0.125`` to try smaller later steps.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def endpoints_of(path: Path, args: argparse.Namespace) -> dict:
         loaded.batched_env(len(tasks) * args.episodes),
         tasks,
         args.episodes,
-        loaded.schedule(args.adapt_steps),
+        args.step_sizes or loaded.schedule(args.adapt_steps),
         loaded.config.gamma,
         loaded.config.gae_lambda,
         seed=args.seed,
@@ -94,6 +96,7 @@ def endpoints_of(path: Path, args: argparse.Namespace) -> dict:
                 "step": stage.step,
                 **{f"median_{name}": float(np.median(values)) for name, values in geometry.items()},
                 "ended_in_goal_box": float(ended.mean()),
+                "mean_return": float((stage.episodes.rewards * stage.episodes.mask).sum(0).mean()),
                 **{name: values.tolist() for name, values in geometry.items()},
             }
         )
@@ -108,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-tasks", type=cli.integer(1, 10**4), default=40)
     parser.add_argument("--episodes", type=cli.integer(1, 10**4), default=40)
     parser.add_argument("--adapt-steps", type=cli.integer(0, 100), default=3)
+    parser.add_argument(
+        "--step-sizes",
+        nargs="+",
+        type=cli.step_size,
+        default=None,
+        help="the inner step sizes, one per step (default: the test schedule, alpha then "
+        "alpha/2); overrides --adapt-steps",
+    )
     parser.add_argument("--seed", type=cli.seed, default=1234, help="held-out goal seed")
     parser.add_argument("--threads", type=cli.integer(1, 512), default=1)
     parser.add_argument("--out", type=Path, default=None, help="JSON file with every goal")
@@ -118,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_process(args.threads)
     results = []
-    print("iteration | step | distance | reach | lateral | ended in goal box (medians over goals)")
+    print(
+        "iteration | step | distance | reach | lateral | ended in goal box (medians over goals)"
+        " | mean return"
+    )
     for path in args.checkpoints:
         try:
             result = endpoints_of(path, args)
@@ -130,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{result['iteration']:9d} | {step['step']:4d} | {step['median_distance']:8.3f} | "
                 f"{step['median_reach']:5.2f} | {step['median_lateral']:7.3f} | "
-                f"{step['ended_in_goal_box']:6.0%}"
+                f"{step['ended_in_goal_box']:17.0%} | {step['mean_return']:.2f}"
             )
     if args.out is not None:
         text = json.dumps(results, indent=2)

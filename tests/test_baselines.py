@@ -396,3 +396,19 @@ def test_meta_sgd_anil_run_is_evaluated_with_its_learned_step_sizes(tmp_path, ca
     assert evaluate_script.main([*argv, "--threads", "1", "--out", str(out)]) == 0
     assert "learned" in capsys.readouterr().out
     assert json.loads((out / "comparison.json").read_text())["methods"][0]["inner_lr"] == "learned"
+
+
+def test_later_step_ratio_changes_only_the_later_steps(run_and_baselines, tmp_path):
+    run = run_and_baselines / "maml"
+    argv = ["--run-dir", str(run), "--num-tasks", "3", "--adapt-steps", "2", "--episodes", "2"]
+    assert evaluate_script.main([*argv, "--threads", "1"]) == 0
+    paper = json.loads((run / "evaluation.json").read_text())
+    assert paper["step_sizes"] == [0.5, 0.25]  # the paper's 2D-navigation schedule
+    assert evaluate_script.main([*argv, "--threads", "1", "--later-step-ratio", "0.25"]) == 0
+    smaller = json.loads((run / "evaluation.json").read_text())
+    assert smaller["step_sizes"] == [0.5, 0.125]
+    assert smaller["returns"]["1"] == paper["returns"]["1"]  # same first step, same rollouts
+    assert smaller["returns"]["2"] != paper["returns"]["2"]
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error, naming the flag
+        evaluate_script.main([*argv, "--later-step-ratio", "0"])
+    assert refused.value.code == 2
