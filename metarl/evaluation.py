@@ -487,7 +487,7 @@ def pool_seeds(members: Sequence[CurveSummary]) -> CurveSummary:
         if np.shape(member.returns) != np.shape(first.returns):
             raise ValueError(f"cannot pool {first.label!r}: its entries saw different tasks")
     stats = [mean_and_ci95(row) for row in np.array([m.mean for m in members]).T]
-    step_sizes = {member.step_size for member in members}
+    first_step_sizes = {member.step_size for member in members}
     success = None
     if all(member.success is not None for member in members):
         success = np.mean([member.success for member in members], axis=0).tolist()
@@ -495,7 +495,7 @@ def pool_seeds(members: Sequence[CurveSummary]) -> CurveSummary:
         label=first.label,
         kind=first.kind,
         path="; ".join(member.path for member in members),
-        step_size=first.step_size if len(step_sizes) == 1 else "per seed",
+        step_size=first.step_size if len(first_step_sizes) == 1 else "per seed",
         returns=np.mean([member.returns for member in members], axis=0).tolist(),
         mean=[m for m, _ in stats],
         ci95=[c for _, c in stats],
