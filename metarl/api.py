@@ -525,10 +525,13 @@ def resolve(
     episodes: int | None = None,
     seed: int = 1234,
     validation_seed: int | None = None,
+    select_steps: int = 1,
+    later_step_ratio: float | None = None,
 ) -> tuple[LoadedPolicy, Selection | None]:
     """The policy to evaluate: a :class:`MetaPolicy` as it is, a path's checkpoint, or with
     ``checkpoint="select"`` a run's snapshot chosen on validation tasks (seed
-    ``validation_seed``, default ``seed + 1``; never the test tasks)."""
+    ``validation_seed``, default ``seed + 1``; never the test tasks) by the mean return after
+    ``select_steps`` steps of the schedule that ``later_step_ratio`` sets."""
     if isinstance(source, MetaPolicy):
         return source._as_loaded(), None
     path = Path(source)
@@ -539,7 +542,9 @@ def resolve(
         return probe, None
     episodes = episodes or evaluation_protocol(probe.config.env).episodes
     validation_seed = seed + 1 if validation_seed is None else validation_seed
-    selection = select_snapshot(path, num_tasks, episodes, validation_seed, seed)
+    selection = select_snapshot(
+        path, num_tasks, episodes, validation_seed, seed, select_steps, later_step_ratio
+    )
     return selection.chosen, selection
 
 
@@ -553,6 +558,7 @@ def evaluate(
     checkpoint: str = "latest",
     validation_seed: int | None = None,
     later_step_ratio: float | None = None,
+    select_steps: int = 1,
 ) -> Evaluation:
     """Adapt to ``num_tasks`` held-out tasks (drawn with ``seed``) with ``0..adapt_steps``
     steps and return the mean returns: ``scripts/evaluate.py --run-dir`` without the files.
@@ -560,7 +566,8 @@ def evaluate(
     ``source``: a run or baseline folder, a ``.pt`` file or a :class:`MetaPolicy`.
     ``episodes`` per step and the step schedule default to the env's test protocol
     (``later_step_ratio``: later steps' size over the first's); an oracle is evaluated at
-    0 steps only.
+    0 steps only. ``checkpoint="select"`` chooses the run's snapshot by the return after
+    ``select_steps`` steps on validation tasks (see :func:`resolve`).
     """
     for name, value in (("num_tasks", num_tasks), ("episodes", episodes)):
         if value is not None and (
@@ -572,7 +579,16 @@ def evaluate(
     for name, value in (("step_size", step_size), ("later_step_ratio", later_step_ratio)):
         if value is not None and not (isinstance(value, int | float) and value > 0):
             raise ValueError(f"{name} must be positive, got {value!r}")
-    loaded, selection = resolve(source, checkpoint, num_tasks, episodes, seed, validation_seed)
+    loaded, selection = resolve(
+        source,
+        checkpoint,
+        num_tasks,
+        episodes,
+        seed,
+        validation_seed,
+        select_steps,
+        later_step_ratio,
+    )
     episodes = episodes or evaluation_protocol(loaded.config.env).episodes
     tasks = held_out_tasks(loaded.env, num_tasks, seed)
     summary = evaluate_policy_curve(

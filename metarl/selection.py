@@ -66,6 +66,7 @@ class Selection:
     validation_seed: int
     disjoint: bool  # validation tasks share no task with the test tasks
     steps: int
+    later_step_ratio: float | None = None  # the schedule's, if not the env's test protocol's
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class Selection:
             "validation_seed": self.validation_seed,
             "validation_tasks_disjoint_from_test": self.disjoint,
             "criterion": f"mean return after {self.steps} step(s) on the validation tasks",
+            "later_step_ratio": self.later_step_ratio,
             "candidates": [
                 {"iteration": it, "checkpoint": path, "validation_return": score}
                 for it, path, score in self.scores
@@ -88,8 +90,12 @@ def select_snapshot(
     validation_seed: int,
     test_seed: int,
     steps: int = 1,
+    later_step_ratio: float | None = None,
 ) -> Selection:
-    """Score every snapshot of ``run_dir`` on validation tasks; return the best one."""
+    """Score every snapshot of ``run_dir`` on validation tasks by the mean return after
+    ``steps`` steps (with ``later_step_ratio``'s schedule, if given); return the best one."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"the selection's number of steps must be an integer >= 1, got {steps!r}")
     if validation_seed == test_seed:
         raise ValueError(
             f"the validation seed must differ from the test seed (both {test_seed}): "
@@ -109,8 +115,10 @@ def select_snapshot(
         if loaded.iteration in seen:  # latest.pt may repeat the last snapshot
             continue
         seen.add(loaded.iteration)
-        curve = evaluate_policy_curve(loaded, tasks, episodes, steps, validation_seed)
+        curve = evaluate_policy_curve(
+            loaded, tasks, episodes, steps, validation_seed, later_step_ratio=later_step_ratio
+        )
         scores.append((loaded.iteration, str(loaded.path), float(curve.mean[steps])))
     best = max(range(len(scores)), key=lambda i: scores[i][2])
     chosen = next(c for c in candidates if str(c.path) == scores[best][1])
-    return Selection(chosen, scores, validation_seed, disjoint, steps)
+    return Selection(chosen, scores, validation_seed, disjoint, steps, later_step_ratio)

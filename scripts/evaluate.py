@@ -85,7 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         default="latest",
         help="'latest', 'best', a path to a .pt file, or 'select': the run's snapshot with the "
-        "best return after one step on validation tasks (--validation-seed), never the test tasks",
+        "best return after --select-steps steps on validation tasks (--validation-seed), never "
+        "the test tasks",
+    )
+    parser.add_argument(
+        "--select-steps",
+        type=cli.integer(1, 100),
+        default=1,
+        help="--checkpoint select scores each snapshot by its validation return after this many "
+        "steps (default 1, the step meta-training optimises; the schedule is the evaluation's)",
     )
     parser.add_argument(
         "--validation-seed",
@@ -138,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_arguments(args: argparse.Namespace) -> None:
     if (args.run_dir is None) == (args.compare is None):
         raise ValueError("give either --run-dir (one run) or --compare DIR [DIR ...]")
+    if args.select_steps != 1 and args.checkpoint != "select":
+        raise ValueError("--select-steps only applies with --checkpoint select")
     if args.compare is None:
         return
     if args.out is None:
@@ -170,7 +180,14 @@ def resolve_entry(entry: Path, args: argparse.Namespace) -> tuple[LoadedPolicy, 
     """The policy an entry names (see :func:`metarl.api.resolve`), printing the validation
     scores of ``--checkpoint select``."""
     loaded, selection = resolve(
-        entry, args.checkpoint, args.num_tasks, args.episodes, args.seed, args.validation_seed
+        entry,
+        args.checkpoint,
+        args.num_tasks,
+        args.episodes,
+        args.seed,
+        args.validation_seed,
+        args.select_steps,
+        args.later_step_ratio,
     )
     if selection is not None:
         print_selection(entry, selection)
@@ -179,7 +196,8 @@ def resolve_entry(entry: Path, args: argparse.Namespace) -> tuple[LoadedPolicy, 
 
 def print_selection(entry: Path, selection: Selection) -> None:
     print(
-        f"{entry}: validation return after 1 step (seed {selection.validation_seed}) per snapshot:"
+        f"{entry}: validation return after {selection.steps} step(s) "
+        f"(seed {selection.validation_seed}) per snapshot:"
     )
     for iteration, _, score in selection.scores:
         mark = "  <- selected" if iteration == selection.chosen.iteration else ""
@@ -203,6 +221,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
             args.checkpoint,
             args.validation_seed,
             args.later_step_ratio,
+            args.select_steps,
         )
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)

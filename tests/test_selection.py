@@ -45,3 +45,42 @@ def test_select_snapshot_scores_every_snapshot_and_picks_the_best(tmp_path):
     assert report["validation_seed"] == 7 and report["validation_tasks_disjoint_from_test"]
     with pytest.raises(ValueError, match="must differ from the test seed"):
         select_snapshot(tmp_path / "run", 4, 3, validation_seed=8, test_seed=8)
+
+
+def test_select_snapshot_by_the_return_after_later_steps_of_a_given_schedule(tmp_path):
+    from metarl.evaluation import evaluate_policy_curve, load_policy
+
+    config = TrainConfig(
+        iterations=2, meta_batch_size=3, episodes_per_task=2, hidden_sizes=(8,), snapshot_every=1
+    )
+    Trainer(config, tmp_path / "run").run(progress=False)
+    selection = select_snapshot(tmp_path / "run", 3, 2, 7, 8, steps=2, later_step_ratio=0.25)
+    env = make_task_env(config.env)
+    tasks, _ = validation_tasks(env, 3, 7, held_out_tasks(env, 3, 8))
+    for iteration, path, score in selection.scores:
+        loaded = load_policy(path)
+        curve = evaluate_policy_curve(loaded, tasks, 2, 2, 7, later_step_ratio=0.25)
+        assert curve.step_sizes[1] == 0.25 * curve.step_sizes[0]
+        assert score == curve.mean[2], iteration  # scored after 2 steps of that schedule
+    report = selection.to_dict()
+    assert report["criterion"].startswith("mean return after 2 step(s)")
+    assert report["later_step_ratio"] == 0.25
+    with pytest.raises(ValueError, match="number of steps must be an integer >= 1"):
+        select_snapshot(tmp_path / "run", 3, 2, 7, 8, steps=0)
+
+
+def test_evaluate_cli_select_steps(tmp_path, capsys):
+    from scripts import evaluate as evaluate_script
+
+    config = TrainConfig(
+        iterations=2, meta_batch_size=3, episodes_per_task=2, hidden_sizes=(8,), snapshot_every=1
+    )
+    Trainer(config, tmp_path / "run").run(progress=False)
+    common = ["--run-dir", str(tmp_path / "run"), "--num-tasks", "3", "--episodes", "2"]
+    assert evaluate_script.main([*common, "--select-steps", "2"]) == 2
+    assert "--select-steps only applies with --checkpoint select" in capsys.readouterr().err
+    argv = [*common, "--checkpoint", "select", "--select-steps", "2", "--adapt-steps", "2"]
+    assert evaluate_script.main(argv) == 0
+    assert "validation return after 2 step(s)" in capsys.readouterr().out
+    result = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert result["selection"]["criterion"].startswith("mean return after 2 step(s)")
