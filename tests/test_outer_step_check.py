@@ -21,6 +21,15 @@ def test_finite_difference_product_approaches_the_explicit_kl_hessian():
     assert not torch.allclose(large, hessian @ v, rtol=1e-5, atol=1e-8)
 
 
+def test_finite_difference_step_is_base_eps_over_the_parameter_norm():
+    # for g(x) = x^3 the central difference is exactly 3 x^2 v + e^2 v^3
+    point = torch.tensor([3.0, 4.0], dtype=torch.float64)  # norm 5
+    v = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    product = outer_step_check.finite_difference_product(lambda x: x**3, point, 1.0)(v)
+    e = 1.0 / 5.0
+    torch.testing.assert_close(product, 3 * point**2 * v + e**2 * v**3, rtol=1e-10, atol=1e-10)
+
+
 def test_compare_steps_reports_the_exact_step_first_and_the_finite_difference_ones_near_it():
     _, _, _, objective = make_objective()
     # a small trust region, where the KL's quadratic model (which sets the step) holds
