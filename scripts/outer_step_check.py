@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -177,17 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         "curvature | |step| | cosine with exact | full step: d surrogate, KL | "
         "line search: fraction, d surrogate, KL"
     )
-    for report in reports:
-        line = asdict(report)
+    for r in reports:
+        search = (
+            f"{r.step_fraction:.3f}, {r.accepted_surrogate_change:+.5f}, {r.accepted_kl:.4f}"
+            if r.accepted
+            else "rejected"
+        )
         print(
-            f"{line['curvature']} | {line['step_norm']:.4f} | {line['cosine_with_exact']:.3f} | "
-            f"{line['full_step_surrogate_change']:+.5f}, {line['full_step_kl']:.4f} | "
-            + (
-                f"{line['step_fraction']:.3f}, {line['accepted_surrogate_change']:+.5f}, "
-                f"{line['accepted_kl']:.4f}"
-                if report.accepted
-                else "rejected"
-            )
+            f"{r.curvature} | {r.step_norm:.4f} | {r.cosine_with_exact:.3f} | "
+            f"{r.full_step_surrogate_change:+.5f}, {r.full_step_kl:.4f} | {search}"
         )
     return 0
 
