@@ -6,7 +6,8 @@ exits with status 2 and ``argument --flag: <reason>``, so every message names th
 the range it accepts. Non-finite numbers (``nan``, ``inf``) are always refused.
 
 :func:`run_script` is the scripts' entry-point wrapper: Ctrl-C ends a script with a line
-and status 130 instead of a traceback.
+and status 130, and a file-system error (a folder that cannot be created or written, a path
+through a file) with one line naming the path and status 2, instead of a traceback.
 """
 
 from __future__ import annotations
@@ -91,4 +92,7 @@ def run_script(main: Callable[[], int | None], distributed: bool = False) -> Non
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         status = 130
+    except OSError as error:  # the file system refused: say which path and why
+        print(f"error: {error}", file=sys.stderr)
+        status = 2
     sys.exit(status or 0)

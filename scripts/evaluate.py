@@ -79,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="first step size per --compare entry, or 'run' for the checkpoint's inner_lr",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder of --compare (required with it)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder: required with --compare; with --run-dir, where evaluation.json "
+        "and evaluation.png go (default: the run folder)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -204,11 +208,26 @@ def print_selection(entry: Path, selection: Selection) -> None:
         print(f"  iteration {iteration:5d}: {score:9.2f}{mark}")
 
 
+def folder_of(entry: Path) -> Path:
+    """The folder a single evaluation writes to by default: the run folder itself, or for a
+    checkpoint file the run folder holding its ``checkpoints/`` (else the file's folder)."""
+    if not entry.is_file():
+        return entry
+    if entry.parent.name == "checkpoints":
+        return entry.parent.parent
+    return entry.parent
+
+
 def evaluate_run(args: argparse.Namespace) -> int:
-    """The single-run mode: table on stdout, ``<run-dir>/evaluation.json`` and
-    ``evaluation.png``, eval/ scalars."""
+    """The single-run mode: table on stdout, ``evaluation.json`` and ``evaluation.png`` in
+    ``--out`` (default the run folder), eval/ scalars in the run folder."""
     from metarl.plotting import plot_adaptation_curves
 
+    run_folder = folder_of(args.run_dir)
+    out = args.out or run_folder
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a folder", file=sys.stderr)
+        return 2
     configure_process(args.threads)
     try:
         evaluation = evaluate(
@@ -231,13 +250,14 @@ def evaluate_run(args: argparse.Namespace) -> int:
     warn_if_seen(evaluation.kind, evaluation.training_seed, args.seed)
     result = evaluation.to_dict()
     text = json.dumps(result, indent=2)
-    atomic_write(args.run_dir / "evaluation.json", lambda file: file.write(text.encode()))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "evaluation.json", lambda file: file.write(text.encode()))
     title = (
         f"{evaluation.env.split('/')[-1]}, iteration {evaluation.iteration}: "
         f"{args.num_tasks} held-out tasks, {evaluation.episodes_per_task} episodes/step"
     )
-    plot_adaptation_curves([evaluation.summary], args.run_dir / "evaluation.png", title)
-    writer = SummaryWriter(str(args.run_dir))
+    plot_adaptation_curves([evaluation.summary], out / "evaluation.png", title)
+    writer = SummaryWriter(str(run_folder))
     env_steps = evaluation.summary.env_steps
     for k, value in enumerate(evaluation.mean_return):
         writer.add_scalar(f"eval/return_step_{k}", value, env_steps)
@@ -253,8 +273,9 @@ def evaluate_run(args: argparse.Namespace) -> int:
     print("steps | mean return | std over tasks" + (" | success rate" if success else ""))
     for k in range(evaluation.adapt_steps + 1):
         rate = f" | {success[k]:12.1%}" if success else ""
-        print(f"{k:5d} | {curve[k].mean():11.2f} | {curve[k].std():14.2f}{rate}")
-    print(f"wrote {args.run_dir / 'evaluation.json'} and evaluation.png")
+        spread = f"{curve[k].std():14.2f}" if curve.shape[1] > 1 else f"{'-':>14}"
+        print(f"{k:5d} | {curve[k].mean():11.2f} | {spread}{rate}")
+    print(f"wrote {out / 'evaluation.json'} and evaluation.png")
     return 0
 
 

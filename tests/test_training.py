@@ -164,3 +164,38 @@ def test_evaluate_reports_missing_and_corrupt_checkpoints(tmp_path, capsys):
     assert evaluate_script.main(["--run-dir", str(run)]) == 2
     assert "corrupt or truncated" in capsys.readouterr().err
     assert not (run / "evaluation.json").exists()
+
+
+def test_evaluate_writes_to_out_and_beside_a_checkpoint_file(tmp_path, capsys):
+    run = tmp_path / "nav"
+    assert train(run, "--iterations", "1") == 0
+    small = ["--num-tasks", "2", "--adapt-steps", "1", "--episodes", "2"]
+    out = tmp_path / "evals" / "it1"
+    assert evaluate_script.main(["--run-dir", str(run), *small, "--out", str(out)]) == 0
+    assert json.loads((out / "evaluation.json").read_text())["num_tasks"] == 2
+    assert (out / "evaluation.png").stat().st_size > 0
+    assert not (run / "evaluation.json").exists()
+    # a checkpoint file as --run-dir: the outputs go to the run folder holding checkpoints/
+    snapshot = run / "checkpoints" / "latest.pt"
+    assert evaluate_script.main(["--run-dir", str(snapshot), *small]) == 0
+    assert json.loads((run / "evaluation.json").read_text())["iteration"] == 1
+    assert "eval/return_step_1" in scalars(run)
+    # an --out that is a file is refused before any work
+    capsys.readouterr()
+    assert evaluate_script.main(["--run-dir", str(run), *small, "--out", str(snapshot)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_run_folder_that_cannot_be_created_is_one_line_not_a_traceback(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = subprocess.run(
+        [sys.executable, "scripts/train.py", *TINY, "--run-dir", str(blocker / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "Not a directory" in result.stderr and str(blocker / "run") in result.stderr
