@@ -49,6 +49,18 @@ def check_episodes(episodes: Episodes, name: str) -> Episodes:
     return episodes
 
 
+def check_adapted(adapted: Params, step: int) -> Params:
+    """Return the adapted parameters, or raise :class:`RejectedBatch` if any is not finite
+    (an inner step so large that adaptation diverged): rolling them out would act NaN."""
+    for name, value in adapted.items():
+        if not torch.isfinite(value).all():
+            raise RejectedBatch(
+                f"non-finite adapted parameter {name!r} after inner step {step}: "
+                "the inner step diverged (is --inner-lr too large?)"
+            )
+    return adapted
+
+
 def update_problem(metrics: Mapping[str, float], params: Params) -> str | None:
     """A non-finite loss, gradient, KL or parameter, or a collapsed log-std, after a step."""
     for key in ("losses/surrogate", "losses/kl", "losses/grad_norm"):

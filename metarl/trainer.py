@@ -38,7 +38,7 @@ from metarl.checkpoint import CheckpointError, atomic_write, load_checkpoint, sa
 from metarl.config import TrainConfig, config_from_dict, load_config
 from metarl.distributed import RankFailure, World
 from metarl.episodes import Episodes
-from metarl.guards import RejectedBatch, check_episodes, update_problem
+from metarl.guards import RejectedBatch, check_adapted, check_episodes, update_problem
 from metarl.policies import GaussianMLPPolicy, Params, policy_params
 from metarl.run_lock import LOCK_NAME, RunLock
 from metarl.runtime import check_device, configure_process
@@ -173,6 +173,7 @@ def sample_meta_batch(
         pre.append(collect(policy_params_only, per_task=False, name="pre-update batch"))
         for step in range(config.inner_steps):
             adapted = {name: value.detach() for name, value in inner(policy, params, pre).items()}
+            check_adapted(adapted, step + 1)
             last = step == config.inner_steps - 1
             name = "post-update batch" if last else f"batch after inner step {step + 1}"
             pre.append(collect(adapted, per_task=True, name=name))

@@ -20,7 +20,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import envs
@@ -216,6 +216,19 @@ small_configs = st.fixed_dictionaries(
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(values=small_configs)
+@example(  # found by this test: three inner steps of 24 diverge; the batch is rejected
+    values={
+        "env": "metarl/Navigation2D-v0",
+        "iterations": 1,
+        "meta_batch_size": 1,
+        "episodes_per_task": 2,
+        "hidden_sizes": [],
+        "threads": 1,
+        "inner_steps": 3,
+        "inner_lr": 24.0,
+        "normalize_advantages": False,
+    }
+)
 def test_every_accepted_config_runs_one_iteration(values, tmp_path_factory):
     config = accepted_config(values)
     if config is None:
