@@ -27,7 +27,7 @@ from torch.func import functional_call, grad, vjp, vmap
 
 from metarl.episodes import Episodes
 from metarl.losses import inner_loss
-from metarl.mlp_products import InnerLossCurvature, mlp_layout
+from metarl.mlp_products import INNER_ESTIMATORS_BY_HAND, InnerLossCurvature, mlp_layout
 from metarl.policies import Params, gaussian_log_prob
 
 StepSize = float | Params  # a scalar, or one tensor per parameter (Meta-SGD)
@@ -232,8 +232,10 @@ class LinearizedAdaptation:
             learned if learned is not None else step_size, params, adapted_names
         )
         self._task_gradients = _task_gradients(policy, estimator)
-        # the REINFORCE loss of the project's MLP policy has its products written out by hand
-        self._layout = mlp_layout(policy) if estimator == "reinforce" else None
+        # the REINFORCE and LVC losses of the project's MLP policy have their products
+        # written out by hand (metarl.mlp_products)
+        self._estimator = estimator
+        self._layout = mlp_layout(policy) if estimator in INNER_ESTIMATORS_BY_HAND else None
         self._batches = list(batches)
         self._points: list[Params] = []  # phi_{k-1}, where step k's Hessian is taken
         self._inner_gradients: list[Params] = []  # grad L_k at phi_{k-1}, per task
@@ -265,7 +267,7 @@ class LinearizedAdaptation:
     def _gradient(self, point: Params, episodes: Episodes) -> Params:
         """The inner gradients at ``point``, per task."""
         if self._layout is not None:
-            return InnerLossCurvature(self._layout, point, episodes).gradient
+            return InnerLossCurvature(self._layout, point, episodes, self._estimator).gradient
         return self._task_gradients(point, episodes)
 
     def _hessian_product(
@@ -273,7 +275,7 @@ class LinearizedAdaptation:
     ) -> tuple[Params, Callable[[Params], Params]]:
         """The inner gradients at ``point`` and ``v -> H v`` with their reverse pass stored."""
         if self._layout is not None:
-            curvature = InnerLossCurvature(self._layout, point, episodes)
+            curvature = InnerLossCurvature(self._layout, point, episodes, self._estimator)
             return curvature.gradient, curvature.hessian_product
         gradient, product = vjp(lambda p: self._task_gradients(p, episodes), point)
         return gradient, lambda v: product(v)[0]

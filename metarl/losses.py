@@ -43,7 +43,9 @@ def inner_loss(
         surrogate = log_probs * advantages
     elif estimator == "lvc":
         reference = log_probs.detach() if sampling_log_probs is None else sampling_log_probs
-        surrogate = torch.exp(log_probs - reference) * advantages
+        # padded steps get ratio 1: whatever they hold must not overflow into inf * 0
+        log_ratio = torch.where(mask > 0, log_probs - reference, torch.zeros_like(log_probs))
+        surrogate = torch.exp(log_ratio) * advantages
     elif estimator == "dice":
         cumulative = torch.cumsum(log_probs * mask, dim=0)
         surrogate = torch.exp(cumulative - cumulative.detach()) * advantages

@@ -22,11 +22,19 @@ step ``n`` in the loss): ``h_0 = x``, ``z_l = h_{l-1} W_l^T + b_l``, ``h_l = act
 - backward: ``R{dW_l} = R{d_l}^T h_{l-1} + d_l^T R{h_{l-1}}``,
   ``R{d_{l-1}} = act'(z) (R{d_l} W_l + d_l V_l) + act''(z) (d_l W_l) R{z_{l-1}}``.
 
+ProMP's LVC inner loss ``-sum_n c_n w_n`` with ``w_n = pi(a_n | x_n) / pi_old(a_n | x_n)``
+(``pi_old`` the sampling policy, or ``w = 1`` at the point itself when no log-probs were
+recorded) has the gradient of the REINFORCE loss with weights ``c w`` and the Hessian
+``H_reinforce(c w) - sum_n c_n w_n g_n g_n^T``, ``g_n = grad log pi(a_n | x_n)``: its
+product adds ``g . v = e s R{mu} + (e^2 s - 1) r`` per step, pulled back with
+``-c w (g . v)``.
+
 The tests check every product against autograd (``tests/test_mlp_products.py``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -160,15 +168,31 @@ class MlpPoint:
         return out
 
 
-class InnerLossCurvature:
-    """The REINFORCE inner loss of each task at per-task parameters: gradient and ``v -> H v``.
+INNER_ESTIMATORS_BY_HAND = ("reinforce", "lvc")
 
-    ``loss_i = -sum_n c_in log pi(a_n | x_n)`` with ``c = advantage * mask / (valid steps
-    of the task)``, i.e. :func:`~metarl.losses.inner_loss` with ``estimator="reinforce"``.
+
+class InnerLossCurvature:
+    """The inner loss of each task at per-task parameters: gradient and ``v -> H v``.
+
+    ``estimator="reinforce"``: ``loss_i = -sum_n c_in log pi(a_n | x_n)`` with ``c =
+    advantage * mask / (valid steps of the task)``; ``"lvc"``: ``-sum_n c_in pi / pi_old``
+    with ``pi_old`` the recorded sampling log-probs (``episodes.log_probs``; the point itself
+    if there are none). That is :func:`~metarl.losses.inner_loss` with the same estimator.
     The work runs over chunks of tasks (see :func:`task_chunks`).
     """
 
-    def __init__(self, layout: MlpLayout, params: Params, episodes: Episodes) -> None:
+    def __init__(
+        self,
+        layout: MlpLayout,
+        params: Params,
+        episodes: Episodes,
+        estimator: str = "reinforce",
+    ) -> None:
+        if estimator not in INNER_ESTIMATORS_BY_HAND:
+            raise ValueError(
+                f"no hand-written products for the {estimator!r} inner estimator; "
+                f"choose from {INNER_ESTIMATORS_BY_HAND}"
+            )
         if episodes.advantages is None:
             raise ValueError("episodes need advantages before adaptation (see add_advantages)")
         mask = task_major(episodes.mask, 0)
@@ -176,11 +200,18 @@ class InnerLossCurvature:
         coefficient = coefficient / mask.sum(1, keepdim=True).clamp(min=1.0)
         observations = task_major(episodes.observations, 1)
         actions = task_major(episodes.actions, 1)
+        # LVC: the sampling log-probs, and the mask so that padded steps get weight 1
+        reference = None
+        if estimator == "lvc":
+            recorded = episodes.log_probs
+            reference = (mask, None if recorded is None else task_major(recorded, 0))
         rows = valid_rows(mask)
         if rows is not None:
             observations, actions, coefficient = (
                 take_rows(values, rows) for values in (observations, actions, coefficient)
             )
+            if reference is not None:
+                reference = tuple(None if v is None else take_rows(v, rows) for v in reference)
         self._chunks = [
             (
                 part,
@@ -190,6 +221,9 @@ class InnerLossCurvature:
                     observations[part],
                     actions[part],
                     coefficient[part],
+                    None
+                    if reference is None
+                    else tuple(None if v is None else v[part] for v in reference),
                 ),
             )
             for part in task_chunks(*coefficient.shape)
@@ -212,11 +246,24 @@ class _InnerLossChunk:
         observations: torch.Tensor,
         actions: torch.Tensor,
         coefficient: torch.Tensor,
+        lvc_reference: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> None:
         self.point = point = MlpPoint(layout, params, observations)
-        self.coefficient = coefficient.unsqueeze(-1)  # [tasks, N, 1]
         self.precision = torch.exp(-2.0 * point.log_std).unsqueeze(1)  # s, [tasks, 1, act]
         self.error = actions - point.mean  # e
+        # LVC: weights c w with w = pi / pi_old, and the g g^T term in the products
+        self.lvc = lvc_reference is not None
+        if lvc_reference is not None and lvc_reference[1] is not None:
+            mask, old_log_probs = lvc_reference
+            log_probs = (
+                -0.5 * self.error.square() * self.precision
+                - point.log_std.unsqueeze(1)
+                - 0.5 * math.log(2 * math.pi)
+            ).sum(-1)
+            coefficient = coefficient * torch.exp(
+                torch.where(mask > 0, log_probs - old_log_probs, 0.0)
+            )
+        self.coefficient = coefficient.unsqueeze(-1)  # [tasks, N, 1]
         self.weighted_error = self.coefficient * self.precision * self.error  # c s e
         # the backward pass's errors d_l (on z_l) and (d_l W_l) act''(z_{l-1}), reused by
         # every product
@@ -249,6 +296,15 @@ class _InnerLossChunk:
             layout.log_std: 2.0 * (self.weighted_error * (r_mean + self.error * r_log_std)).sum(1)
         }
         r_delta = scaled * (r_mean + 2.0 * r_log_std * self.error)
+        if self.lvc:  # - sum_n c_n w_n g_n (g_n . v)
+            score_error = self.precision * self.error  # s e = d log pi / d mu
+            score_log_std = self.error * score_error - 1.0  # e^2 s - 1 = d log pi / d rho
+            along = self.coefficient * (
+                (score_error * r_mean).sum(-1, keepdim=True)
+                + (score_log_std * r_log_std).sum(-1, keepdim=True)
+            )
+            r_delta = r_delta - along * score_error
+            out[layout.log_std] = out[layout.log_std] - (along * score_log_std).sum(1)
         for index in reversed(range(len(layout.layers))):
             w, b = layout.layers[index]
             delta = self.deltas[index]

@@ -5,6 +5,8 @@ explicit Hessian of the KL) in test_meta_gradient.py and test_trpo.py run throug
 products too; here each product is compared on its own, per task.
 """
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -16,7 +18,7 @@ from metarl.advantages import add_advantages
 from metarl.curvature import GaussianFisher
 from metarl.episodes import Episodes
 from metarl.mlp_products import InnerLossCurvature, mlp_layout, take_rows, valid_rows
-from metarl.policies import GaussianMLPPolicy
+from metarl.policies import GaussianMLPPolicy, gaussian_log_prob
 from tests.helpers import D, random_episodes
 
 # episode lengths [task][episode] of the ragged batch: every task has padding (16, 13 and 14
@@ -79,14 +81,33 @@ def chunk_rows(request, monkeypatch):
     return request.param
 
 
+def with_sampling_log_probs(policy, episodes: Episodes) -> Episodes:
+    """The episodes with log-probs recorded under ``policy``'s own parameters (the sampling
+    policy), which differ from the per-task points of the tests: LVC weights away from 1.
+    Padded steps get a large value, which must not reach the products."""
+    mean, log_std = policy(episodes.observations)
+    log_probs = gaussian_log_prob(mean, log_std, episodes.actions).detach()
+    log_probs = torch.where(episodes.mask > 0, log_probs, torch.full_like(log_probs, -1e4))
+    return dataclasses.replace(episodes, log_probs=log_probs)
+
+
+# the inner estimators with hand-written products; LVC with and without recorded log-probs
+ESTIMATORS = ["reinforce", "lvc", "lvc-recorded"]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
 @pytest.mark.parametrize("hidden,activation", CASES)
-def test_inner_gradient_and_hessian_products_equal_autograd(hidden, activation, chunk_rows, batch):
+def test_inner_gradient_and_hessian_products_equal_autograd(
+    hidden, activation, estimator, chunk_rows, batch
+):
     policy, _ = _pair(hidden, activation)
     episodes = batch(0)
+    if estimator == "lvc-recorded":
+        episodes, estimator = with_sampling_log_probs(policy, episodes), "lvc"
     point = _point(policy, episodes.num_tasks)
-    gradients = _task_gradients(policy, "reinforce")
+    gradients = _task_gradients(policy, estimator)
     expected_gradient, pullback = vjp(lambda p: gradients(p, episodes), point)
-    curvature = InnerLossCurvature(mlp_layout(policy), point, episodes)
+    curvature = InnerLossCurvature(mlp_layout(policy), point, episodes, estimator)
     assert len(curvature._chunks) == (1 if chunk_rows > 100 else episodes.num_tasks)
     assert list(curvature.gradient) == list(point)
     for name in point:
