@@ -43,6 +43,7 @@ from metarl.evaluation import (
     load_policy,
     policy_from_payload,
 )
+from metarl.paper_tasks import paper_test_tasks
 from metarl.policies import Params, gaussian_log_prob
 from metarl.selection import Selection, select_snapshot, snapshot_paths
 
@@ -506,6 +507,7 @@ class Evaluation:
             "inner_lr": self.inner_lr,
             "step_sizes": self.summary.step_sizes,
             "seed": self.seed,
+            "tasks": [dict(task) for task in self.tasks],
             "mean_return": {str(k): m for k, m in enumerate(self.summary.mean)},
             "ci95": {str(k): c for k, c in enumerate(self.summary.ci95)},
             "returns": {str(k): r for k, r in enumerate(self.summary.returns)},
@@ -559,9 +561,13 @@ def evaluate(
     validation_seed: int | None = None,
     later_step_ratio: float | None = None,
     select_steps: int = 1,
+    tasks: Sequence[Mapping[str, Any]] | str | None = None,
 ) -> Evaluation:
     """Adapt to ``num_tasks`` held-out tasks (drawn with ``seed``) with ``0..adapt_steps``
     steps and return the mean returns: ``scripts/evaluate.py --run-dir`` without the files.
+    ``tasks`` replaces the drawn tasks with these, or with ``"paper"`` the paper's own 40 test
+    tasks for the env (:func:`metarl.paper_tasks.paper_test_tasks`); ``seed`` still seeds
+    the rollouts.
 
     ``source``: a run or baseline folder, a ``.pt`` file or a :class:`MetaPolicy`.
     ``episodes`` per step and the step schedule default to the env's test protocol
@@ -579,6 +585,11 @@ def evaluate(
     for name, value in (("step_size", step_size), ("later_step_ratio", later_step_ratio)):
         if value is not None and not (isinstance(value, int | float) and value > 0):
             raise ValueError(f"{name} must be positive, got {value!r}")
+    if tasks is not None and checkpoint == "select":
+        raise ValueError(
+            "checkpoint 'select' keeps its validation tasks apart from the seed's test tasks; "
+            "with tasks given explicitly, name the checkpoint instead"
+        )
     loaded, selection = resolve(
         source,
         checkpoint,
@@ -590,7 +601,16 @@ def evaluate(
         later_step_ratio,
     )
     episodes = episodes or evaluation_protocol(loaded.config.env).episodes
-    tasks = held_out_tasks(loaded.env, num_tasks, seed)
+    if tasks == "paper":
+        tasks = paper_test_tasks(loaded.config.env)
+    elif isinstance(tasks, str):
+        raise ValueError(f"tasks must be a list of tasks or 'paper', got {tasks!r}")
+    if tasks is None:
+        tasks = held_out_tasks(loaded.env, num_tasks, seed)
+    else:
+        tasks = [loaded.env.validate_task(task) for task in tasks]
+        if not tasks:
+            raise ValueError("tasks is empty: give at least one task")
     summary = evaluate_policy_curve(
         loaded, tasks, episodes, adapt_steps, seed, step_size, "MAML", later_step_ratio
     )
@@ -601,7 +621,7 @@ def evaluate(
         kind=loaded.kind,
         iteration=loaded.iteration,
         adapt_steps=len(summary.mean) - 1,
-        num_tasks=num_tasks,
+        num_tasks=len(tasks),
         episodes_per_task=episodes,
         inner_lr=first,
         seed=seed,

@@ -48,6 +48,7 @@ from metarl.evaluation import (
     held_out_tasks,
     pool_by_label,
 )
+from metarl.paper_tasks import paper_test_tasks
 from metarl.runtime import configure_process
 from metarl.selection import Selection
 
@@ -109,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-tasks", type=cli.integer(1, 10**5), default=40, help="held-out tasks (default: 40)"
     )
     parser.add_argument(
+        "--paper-tasks",
+        action="store_true",
+        help="evaluate on the paper's own 40 test tasks for the env (drawn as its test scripts "
+        "drew them; --seed then seeds only the rollouts) instead of --num-tasks drawn with --seed",
+    )
+    parser.add_argument(
         "--adapt-steps",
         type=cli.integer(0, 100),
         default=3,
@@ -152,6 +159,11 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("give either --run-dir (one run) or --compare DIR [DIR ...]")
     if args.select_steps != 1 and args.checkpoint != "select":
         raise ValueError("--select-steps only applies with --checkpoint select")
+    if args.paper_tasks and args.checkpoint == "select":
+        raise ValueError(
+            "--paper-tasks cannot be combined with --checkpoint select (its validation tasks "
+            "are kept apart from the --seed test tasks); name the checkpoint instead"
+        )
     if args.compare is None:
         return
     if args.out is None:
@@ -169,6 +181,13 @@ def check_arguments(args: argparse.Namespace) -> None:
                 cli.step_size(value)
             except argparse.ArgumentTypeError as error:
                 raise ValueError(f"--inner-lrs entries {error} (or 'run')") from None
+
+
+def task_words(args: argparse.Namespace, num_tasks: int) -> str:
+    """How the output names the test tasks."""
+    return (
+        f"the paper's {num_tasks} test tasks" if args.paper_tasks else f"{num_tasks} held-out tasks"
+    )
 
 
 def warn_if_seen(kind: str, training_seed: int, seed: int) -> None:
@@ -241,20 +260,22 @@ def evaluate_run(args: argparse.Namespace) -> int:
             args.validation_seed,
             args.later_step_ratio,
             args.select_steps,
+            "paper" if args.paper_tasks else None,
         )
     except (ValueError, CheckpointError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if evaluation.selection is not None:
         print_selection(args.run_dir, evaluation.selection)
-    warn_if_seen(evaluation.kind, evaluation.training_seed, args.seed)
+    if not args.paper_tasks:
+        warn_if_seen(evaluation.kind, evaluation.training_seed, args.seed)
     result = evaluation.to_dict()
     text = json.dumps(result, indent=2)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "evaluation.json", lambda file: file.write(text.encode()))
     title = (
         f"{evaluation.env.split('/')[-1]}, iteration {evaluation.iteration}: "
-        f"{args.num_tasks} held-out tasks, {evaluation.episodes_per_task} episodes/step"
+        f"{task_words(args, evaluation.num_tasks)}, {evaluation.episodes_per_task} episodes/step"
     )
     plot_adaptation_curves([evaluation.summary], out / "evaluation.png", title)
     writer = SummaryWriter(str(run_folder))
@@ -266,8 +287,8 @@ def evaluate_run(args: argparse.Namespace) -> int:
         writer.add_scalar(f"eval/success_rate_step_{k}", value, env_steps)
     writer.close()
     print(
-        f"{evaluation.env}, {args.num_tasks} held-out tasks, {evaluation.episodes_per_task} "
-        f"episodes per step, checkpoint {evaluation.checkpoint}"
+        f"{evaluation.env}, {task_words(args, evaluation.num_tasks)}, "
+        f"{evaluation.episodes_per_task} episodes per step, checkpoint {evaluation.checkpoint}"
     )
     curve = torch.tensor(evaluation.returns, dtype=torch.float64)
     print("steps | mean return | std over tasks" + (" | success rate" if success else ""))
@@ -303,10 +324,14 @@ def compare(args: argparse.Namespace) -> int:
         return 2
     env_id = envs.pop()
     episodes = args.episodes or evaluation_protocol(env_id).episodes
-    tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)
+    if args.paper_tasks:
+        tasks = [loaded[0].env.validate_task(task) for task in paper_test_tasks(env_id)]
+    else:
+        tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)
     summaries = []
     for (item, selection), label, step in zip(resolved, labels, step_sizes, strict=True):
-        warn_if_seen(item.kind, item.config.seed, args.seed)
+        if not args.paper_tasks:
+            warn_if_seen(item.kind, item.config.seed, args.seed)
         step = step if step is not None else args.inner_lr
         try:
             summary = evaluate_policy_curve(
@@ -333,8 +358,8 @@ def compare(args: argparse.Namespace) -> int:
     write_comparison(args.out, summaries, env_id, tasks, episodes, args.seed, args.later_step_ratio)
     pooled = any(s.seeds for s in summaries)
     print(
-        f"{env_id}, {args.num_tasks} held-out tasks (seed {args.seed}), {episodes} episodes per "
-        "step; mean return ± 95% CI over tasks"
+        f"{env_id}, {task_words(args, len(tasks))} (rollout seed {args.seed}), {episodes} "
+        "episodes per step; mean return ± 95% CI over tasks"
         + (" (over training seeds for a label given several runs)" if pooled else "")
     )
     print(comparison_table(summaries, args.adapt_steps))

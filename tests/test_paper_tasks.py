@@ -1,0 +1,67 @@
+"""The paper's own test tasks: drawn as its test scripts drew them, usable by evaluate.py."""
+
+import json
+
+import gymnasium as gym
+import pytest
+
+import envs  # noqa: F401  (registers the metarl/ envs)
+from metarl.paper_tasks import PAPER_TEST_TASKS, paper_test_tasks
+from scripts import evaluate as evaluate_script
+from scripts import train as train_script
+from tests.helpers import TINY_TRAIN_ARGS as TINY
+
+# NumPy's seed-1 stream starts 0.417022004702574, 0.7203244934421581; seed 2's 0.4359949021420038,
+# 0.025926231827891333
+SEED1_FIRST, SEED1_SECOND, SEED2_FIRST = 0.417022004702574, 0.7203244934421581, 0.4359949021420038
+
+
+def test_first_tasks_are_the_test_scripts_draws():
+    nav = paper_test_tasks("metarl/Navigation2D-v0")
+    assert nav[0]["goal"] == pytest.approx([SEED1_FIRST - 0.5, SEED1_SECOND - 0.5])
+    assert paper_test_tasks("metarl/AntVel-v0")[0]["velocity"] == pytest.approx(3 * SEED1_FIRST)
+    assert paper_test_tasks("metarl/HalfCheetahVel-v0")[0]["velocity"] == pytest.approx(
+        2 * SEED1_FIRST
+    )
+    # 0.83 < 1 of U[0, 2], then 1.44: backwards, forwards; AntDir's seed 2 gives 1.31 and
+    # 0.08 < 1.5 of U[0, 3]: backwards twice (seed 1 would give 1.25, 2.16)
+    assert [t["direction"] for t in paper_test_tasks("metarl/HalfCheetahDir-v0")[:2]] == [-1, 1]
+    assert 3 * SEED2_FIRST < 1.5
+    assert [t["direction"] for t in paper_test_tasks("metarl/AntDir-v0")[:2]] == [-1, -1]
+
+
+@pytest.mark.parametrize("env_id", sorted(PAPER_TEST_TASKS))
+def test_every_table_env_has_40_valid_tasks(env_id):
+    tasks = paper_test_tasks(env_id)
+    assert len(tasks) == 40
+    env = gym.make(env_id).unwrapped
+    assert [env.validate_task(task) for task in tasks] == tasks
+    assert tasks == paper_test_tasks(env_id)  # no global state: the same every call
+    if "Dir" in env_id:
+        assert {task["direction"] for task in tasks} == {-1, 1}
+
+
+def test_an_env_without_paper_tasks_is_named():
+    with pytest.raises(ValueError, match="no test tasks for 'metarl/AntGoal-v0'"):
+        paper_test_tasks("metarl/AntGoal-v0")
+
+
+def test_evaluate_cli_on_the_paper_tasks(tmp_path, capsys):
+    run = tmp_path / "nav"
+    assert train_script.main([*TINY, "--run-dir", str(run), "--iterations", "1"]) == 0
+    small = ["--adapt-steps", "1", "--episodes", "1", "--threads", "1"]
+    assert evaluate_script.main(["--run-dir", str(run), *small, "--paper-tasks"]) == 0
+    written = json.loads((run / "evaluation.json").read_text())
+    assert written["tasks"] == paper_test_tasks("metarl/Navigation2D-v0")
+    assert written["num_tasks"] == 40 and len(written["returns"]["1"]) == 40
+    assert "the paper's 40 test tasks" in capsys.readouterr().out
+    out = tmp_path / "compare"
+    compare = ["--compare", str(run), str(run), "--labels", "a", "b", "--out", str(out)]
+    assert evaluate_script.main([*compare, *small, "--paper-tasks"]) == 0
+    assert "the paper's 40 test tasks" in capsys.readouterr().out
+    compared = json.loads((out / "comparison.json").read_text())
+    assert compared["tasks"] == paper_test_tasks("metarl/Navigation2D-v0")
+    # selection keeps its validation tasks apart from the seed's test tasks: refused
+    select = ["--checkpoint", "select", "--paper-tasks"]
+    assert evaluate_script.main(["--run-dir", str(run), *small, *select]) == 2
+    assert "cannot be combined with --checkpoint select" in capsys.readouterr().err
