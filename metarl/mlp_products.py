@@ -200,18 +200,17 @@ class InnerLossCurvature:
         coefficient = coefficient / mask.sum(1, keepdim=True).clamp(min=1.0)
         observations = task_major(episodes.observations, 1)
         actions = task_major(episodes.actions, 1)
-        # LVC: the sampling log-probs, and the mask so that padded steps get weight 1
+        # LVC with recorded sampling log-probs: those and the mask (padded steps get weight 1)
         reference = None
-        if estimator == "lvc":
-            recorded = episodes.log_probs
-            reference = (mask, None if recorded is None else task_major(recorded, 0))
+        if estimator == "lvc" and episodes.log_probs is not None:
+            reference = (mask, task_major(episodes.log_probs, 0))
         rows = valid_rows(mask)
         if rows is not None:
             observations, actions, coefficient = (
                 take_rows(values, rows) for values in (observations, actions, coefficient)
             )
             if reference is not None:
-                reference = tuple(None if v is None else take_rows(v, rows) for v in reference)
+                reference = tuple(take_rows(values, rows) for values in reference)
         self._chunks = [
             (
                 part,
@@ -221,9 +220,8 @@ class InnerLossCurvature:
                     observations[part],
                     actions[part],
                     coefficient[part],
-                    None
-                    if reference is None
-                    else tuple(None if v is None else v[part] for v in reference),
+                    estimator == "lvc",
+                    None if reference is None else tuple(values[part] for values in reference),
                 ),
             )
             for part in task_chunks(*coefficient.shape)
@@ -246,14 +244,15 @@ class _InnerLossChunk:
         observations: torch.Tensor,
         actions: torch.Tensor,
         coefficient: torch.Tensor,
-        lvc_reference: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+        lvc: bool = False,
+        lvc_reference: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         self.point = point = MlpPoint(layout, params, observations)
         self.precision = torch.exp(-2.0 * point.log_std).unsqueeze(1)  # s, [tasks, 1, act]
         self.error = actions - point.mean  # e
         # LVC: weights c w with w = pi / pi_old, and the g g^T term in the products
-        self.lvc = lvc_reference is not None
-        if lvc_reference is not None and lvc_reference[1] is not None:
+        self.lvc = lvc
+        if lvc_reference is not None:
             mask, old_log_probs = lvc_reference
             log_probs = (
                 -0.5 * self.error.square() * self.precision
