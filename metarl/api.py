@@ -529,11 +529,14 @@ def resolve(
     validation_seed: int | None = None,
     select_steps: int = 1,
     later_step_ratio: float | None = None,
+    test_tasks: Sequence[Mapping[str, Any]] | str | None = None,
 ) -> tuple[LoadedPolicy, Selection | None]:
     """The policy to evaluate: a :class:`MetaPolicy` as it is, a path's checkpoint, or with
     ``checkpoint="select"`` a run's snapshot chosen on validation tasks (seed
     ``validation_seed``, default ``seed + 1``; never the test tasks) by the mean return after
-    ``select_steps`` steps of the schedule that ``later_step_ratio`` sets."""
+    ``select_steps`` steps of the schedule that ``later_step_ratio`` sets. The test tasks
+    the validation tasks avoid: ``test_tasks`` (a list, or ``"paper"``), else the
+    ``num_tasks`` drawn with ``seed``."""
     if isinstance(source, MetaPolicy):
         return source._as_loaded(), None
     path = Path(source)
@@ -544,10 +547,33 @@ def resolve(
         return probe, None
     episodes = episodes or evaluation_protocol(probe.config.env).episodes
     validation_seed = seed + 1 if validation_seed is None else validation_seed
+    if test_tasks is not None:
+        test_tasks = task_list(probe, test_tasks)
     selection = select_snapshot(
-        path, num_tasks, episodes, validation_seed, seed, select_steps, later_step_ratio
+        path,
+        num_tasks,
+        episodes,
+        validation_seed,
+        seed,
+        select_steps,
+        later_step_ratio,
+        test_tasks,
     )
     return selection.chosen, selection
+
+
+def task_list(
+    loaded: LoadedPolicy, tasks: Sequence[Mapping[str, Any]] | str
+) -> list[dict[str, Any]]:
+    """``tasks`` checked against the policy's env; ``"paper"``: the paper's 40 test tasks."""
+    if tasks == "paper":
+        tasks = paper_test_tasks(loaded.config.env)
+    elif isinstance(tasks, str):
+        raise ValueError(f"tasks must be a list of tasks or 'paper', got {tasks!r}")
+    checked = [loaded.env.validate_task(task) for task in tasks]
+    if not checked:
+        raise ValueError("tasks is empty: give at least one task")
+    return checked
 
 
 def evaluate(
@@ -573,7 +599,7 @@ def evaluate(
     ``episodes`` per step and the step schedule default to the env's test protocol
     (``later_step_ratio``: later steps' size over the first's); an oracle is evaluated at
     0 steps only. ``checkpoint="select"`` chooses the run's snapshot by the return after
-    ``select_steps`` steps on validation tasks (see :func:`resolve`).
+    ``select_steps`` steps on validation tasks that avoid the test tasks (see :func:`resolve`).
     """
     for name, value in (("num_tasks", num_tasks), ("episodes", episodes)):
         if value is not None and (
@@ -585,11 +611,8 @@ def evaluate(
     for name, value in (("step_size", step_size), ("later_step_ratio", later_step_ratio)):
         if value is not None and not (isinstance(value, int | float) and value > 0):
             raise ValueError(f"{name} must be positive, got {value!r}")
-    if tasks is not None and checkpoint == "select":
-        raise ValueError(
-            "checkpoint 'select' keeps its validation tasks apart from the seed's test tasks; "
-            "with tasks given explicitly, name the checkpoint instead"
-        )
+    if isinstance(tasks, str) and tasks != "paper":
+        raise ValueError(f"tasks must be a list of tasks or 'paper', got {tasks!r}")
     loaded, selection = resolve(
         source,
         checkpoint,
@@ -599,18 +622,13 @@ def evaluate(
         validation_seed,
         select_steps,
         later_step_ratio,
+        tasks,
     )
     episodes = episodes or evaluation_protocol(loaded.config.env).episodes
-    if tasks == "paper":
-        tasks = paper_test_tasks(loaded.config.env)
-    elif isinstance(tasks, str):
-        raise ValueError(f"tasks must be a list of tasks or 'paper', got {tasks!r}")
     if tasks is None:
         tasks = held_out_tasks(loaded.env, num_tasks, seed)
     else:
-        tasks = [loaded.env.validate_task(task) for task in tasks]
-        if not tasks:
-            raise ValueError("tasks is empty: give at least one task")
+        tasks = task_list(loaded, tasks)
     summary = evaluate_policy_curve(
         loaded, tasks, episodes, adapt_steps, seed, step_size, "MAML", later_step_ratio
     )

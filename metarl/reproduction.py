@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from envs import TaskEnv
 from envs.task_api import require_task_vector
 from metarl.baselines import PPOSettings, baseline_config, train_baseline
 from metarl.checkpoint import load_checkpoint
@@ -30,6 +31,7 @@ from metarl.evaluation import (
     held_out_tasks,
     load_policy,
 )
+from metarl.paper_tasks import NUM_TEST_TASKS, paper_test_tasks
 from metarl.run_lock import RunLock
 from metarl.selection import Selection, select_snapshot, validation_tasks
 
@@ -95,11 +97,21 @@ class ReproductionSettings:
     adapt_steps: int = 3
     episodes: int | None = None  # per step; default the env's test protocol
     seed: int = 1234  # test tasks and rollouts
+    paper_tasks: bool = False  # test on the paper's own 40 tasks instead of seed's draw
     validation_seed: int = 4321
     validation_tasks: int = 10  # for the fine-tuning step of the baselines
     baselines: tuple[str, ...] = BASELINE_KINDS
     ppo_timesteps: dict[str, int] = field(default_factory=lambda: dict(PPO_TIMESTEPS))
     ppo_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.paper_tasks and self.num_tasks != NUM_TEST_TASKS:
+            raise ValueError(
+                f"--paper-tasks tests on the paper's {NUM_TEST_TASKS} tasks; leave --num-tasks "
+                f"at {NUM_TEST_TASKS} (got {self.num_tasks})"
+            )
+        if self.paper_tasks:  # a clear error now, not after hours of training
+            paper_test_tasks(self.config.env)
 
     @property
     def iterations(self) -> int:
@@ -112,12 +124,22 @@ class ReproductionSettings:
 
     def evaluation_key(self) -> dict[str, Any]:
         """What a cached evaluation must match to be reused."""
-        return {
+        key: dict[str, Any] = {
             "num_tasks": self.num_tasks,
             "adapt_steps": self.adapt_steps,
             "episodes": self.episodes_per_step,
             "seed": self.seed,
         }
+        if self.paper_tasks:
+            key["tasks"] = "paper"
+        return key
+
+    def test_tasks(self, env: TaskEnv) -> list[dict[str, Any]]:
+        """The held-out tasks every method is tested on: the paper's, or ``num_tasks`` drawn
+        with ``seed``."""
+        if self.paper_tasks:
+            return [env.validate_task(task) for task in paper_test_tasks(self.config.env)]
+        return held_out_tasks(env, self.num_tasks, self.seed)
 
 
 Log = Callable[[str], None]
@@ -204,6 +226,7 @@ class Reproduction:
             settings.episodes_per_step,
             settings.validation_seed,
             settings.seed,
+            test_tasks=settings.test_tasks(load_policy(run / "checkpoints" / "latest.pt").env),
         )
         record = {"key": key, "selection": selection.to_dict()}
         write_text(cached, json.dumps(record, indent=2))
@@ -226,7 +249,7 @@ class Reproduction:
         saved = json.loads(cached.read_text()) if cached.is_file() else {}
         if saved.get("key") == key:
             return float(saved["step_size"])
-        test = held_out_tasks(loaded.env, settings.num_tasks, settings.seed)
+        test = settings.test_tasks(loaded.env)
         tasks, _ = validation_tasks(
             loaded.env, settings.validation_tasks, settings.validation_seed, test
         )
@@ -265,7 +288,7 @@ class Reproduction:
         self.log(
             f"[4/4] evaluation of {label}: {settings.num_tasks} tasks, 0..{settings.adapt_steps} steps"
         )
-        tasks = held_out_tasks(loaded.env, settings.num_tasks, settings.seed)
+        tasks = settings.test_tasks(loaded.env)
         summary = evaluate_policy_curve(
             loaded,
             tasks,
@@ -306,7 +329,7 @@ class Reproduction:
     ) -> dict[str, Any]:
         settings = self.settings
         env_id = settings.config.env
-        tasks = held_out_tasks(maml.env, settings.num_tasks, settings.seed)
+        tasks = settings.test_tasks(maml.env)
         episodes = settings.episodes_per_step
         table = write_comparison(
             self.out / "comparison", summaries, env_id, tasks, episodes, settings.seed
@@ -324,7 +347,7 @@ class Reproduction:
         write_text(self.out / "table.json", json.dumps(table, indent=2))
         write_text(self.out / "table.csv", table_csv(summaries, env_id))
         markdown = table_markdown(
-            summaries, env_id, table["training"], settings.num_tasks, episodes
+            summaries, env_id, table["training"], settings.num_tasks, episodes, settings.paper_tasks
         )
         write_text(self.out / "table.md", markdown)
         shutil.copyfile(self.out / "comparison" / "comparison.png", self.out / "comparison.png")
@@ -380,14 +403,18 @@ def table_markdown(
     training: dict[str, Any],
     num_tasks: int,
     episodes: int,
+    paper_tasks: bool = False,
 ) -> str:
     """The paper's row beside ours: mean return ± 95% CI, and the adaptation ratios."""
+    tested_on = (
+        f"The paper's own {num_tasks} test tasks" if paper_tasks else f"{num_tasks} held-out tasks"
+    )
     steps = max(len(s.mean) for s in summaries)
     header = "| method | " + " | ".join(_steps(k) for k in range(steps)) + " |"
     lines = [
         f"### {env_id}",
         "",
-        f"{num_tasks} held-out tasks, {episodes} episodes per step. MAML: snapshot of iteration "
+        f"{tested_on}, {episodes} episodes per step. MAML: snapshot of iteration "
         f"{training['selected_snapshot_iteration']} (chosen on validation tasks), training "
         f"reached iteration {training['iterations_reached']}; the paper's row is its "
         f"iteration-{training['paper_snapshot_iteration']} snapshot.",

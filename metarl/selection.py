@@ -91,9 +91,13 @@ def select_snapshot(
     test_seed: int,
     steps: int = 1,
     later_step_ratio: float | None = None,
+    test_tasks: list[dict[str, Any]] | None = None,
 ) -> Selection:
     """Score every snapshot of ``run_dir`` on validation tasks by the mean return after
-    ``steps`` steps (with ``later_step_ratio``'s schedule, if given); return the best one."""
+    ``steps`` steps (with ``later_step_ratio``'s schedule, if given); return the best one.
+
+    The validation tasks avoid the test tasks: ``test_tasks`` if given (e.g. the paper's),
+    else the ``num_tasks`` held-out tasks of ``test_seed``."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"the selection's number of steps must be an integer >= 1, got {steps!r}")
     if validation_seed == test_seed:
@@ -108,7 +112,7 @@ def select_snapshot(
     if any(c.kind != "maml" for c in candidates):
         raise ValueError(f"{run_dir} is not a meta-training run; there is nothing to select")
     env = candidates[0].env
-    test = held_out_tasks(env, num_tasks, test_seed)
+    test = held_out_tasks(env, num_tasks, test_seed) if test_tasks is None else test_tasks
     tasks, disjoint = validation_tasks(env, num_tasks, validation_seed, test)
     scores, seen = [], set()
     for loaded in candidates:

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--paper-tasks",
         action="store_true",
         help="evaluate on the paper's own 40 test tasks for the env (drawn as its test scripts "
-        "drew them; --seed then seeds only the rollouts) instead of --num-tasks drawn with --seed",
+        "drew them; --seed then seeds only the rollouts) instead of --num-tasks drawn with --seed; "
+        "--checkpoint select's validation tasks avoid them",
     )
     parser.add_argument(
         "--adapt-steps",
@@ -159,11 +160,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("give either --run-dir (one run) or --compare DIR [DIR ...]")
     if args.select_steps != 1 and args.checkpoint != "select":
         raise ValueError("--select-steps only applies with --checkpoint select")
-    if args.paper_tasks and args.checkpoint == "select":
-        raise ValueError(
-            "--paper-tasks cannot be combined with --checkpoint select (its validation tasks "
-            "are kept apart from the --seed test tasks); name the checkpoint instead"
-        )
     if args.compare is None:
         return
     if args.out is None:
@@ -211,6 +207,7 @@ def resolve_entry(entry: Path, args: argparse.Namespace) -> tuple[LoadedPolicy, 
         args.validation_seed,
         args.select_steps,
         args.later_step_ratio,
+        "paper" if args.paper_tasks else None,
     )
     if selection is not None:
         print_selection(entry, selection)

@@ -1,12 +1,19 @@
 """The paper's own test tasks: drawn as its test scripts drew them, usable by evaluate.py."""
 
 import json
+from dataclasses import replace
 
 import gymnasium as gym
 import pytest
 
 import envs  # noqa: F401  (registers the metarl/ envs)
+from metarl import api
+from metarl import reproduction as reproduction_module
+from metarl import selection as selection_module
+from metarl.config import load_config
+from metarl.evaluation import held_out_tasks, load_policy
 from metarl.paper_tasks import PAPER_TEST_TASKS, paper_test_tasks
+from metarl.reproduction import Reproduction, ReproductionSettings
 from scripts import evaluate as evaluate_script
 from scripts import train as train_script
 from tests.helpers import TINY_TRAIN_ARGS as TINY
@@ -61,7 +68,54 @@ def test_evaluate_cli_on_the_paper_tasks(tmp_path, capsys):
     assert "the paper's 40 test tasks" in capsys.readouterr().out
     compared = json.loads((out / "comparison.json").read_text())
     assert compared["tasks"] == paper_test_tasks("metarl/Navigation2D-v0")
-    # selection keeps its validation tasks apart from the seed's test tasks: refused
     select = ["--checkpoint", "select", "--paper-tasks"]
-    assert evaluate_script.main(["--run-dir", str(run), *small, *select]) == 2
-    assert "cannot be combined with --checkpoint select" in capsys.readouterr().err
+    assert evaluate_script.main(["--run-dir", str(run), *small, *select]) == 0
+    assert json.loads((run / "evaluation.json").read_text())["selection"]["iteration"] == 1
+
+
+def _record_test_tasks(monkeypatch) -> list:
+    """Every list of test tasks that selection's validation tasks were told to avoid."""
+    seen = []
+
+    def recording(env, num_tasks, seed, test_tasks):
+        seen.append(test_tasks)
+        return original(env, num_tasks, seed, test_tasks)
+
+    original = selection_module.validation_tasks
+    monkeypatch.setattr(selection_module, "validation_tasks", recording)
+    monkeypatch.setattr(reproduction_module, "validation_tasks", recording)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("paper_tasks") / "nav"
+    assert train_script.main([*TINY, "--run-dir", str(run), "--iterations", "1"]) == 0
+    return run
+
+
+def test_selection_avoids_the_paper_tasks_when_testing_on_them(tiny_run, monkeypatch):
+    seen = _record_test_tasks(monkeypatch)
+    paper = paper_test_tasks("metarl/Navigation2D-v0")
+    api.evaluate(tiny_run, adapt_steps=1, episodes=1, checkpoint="select", tasks="paper")
+    assert seen == [paper]
+    seen.clear()
+    api.evaluate(tiny_run, num_tasks=3, adapt_steps=1, episodes=1, checkpoint="select", seed=7)
+    assert seen == [held_out_tasks(load_policy(tiny_run / "checkpoints" / "latest.pt").env, 3, 7)]
+
+
+def test_reproduction_tests_and_selects_against_the_paper_tasks(tiny_run, tmp_path, monkeypatch):
+    config = load_config(str(tiny_run / "config.json"))
+    settings = ReproductionSettings(config, 1, episodes=1, adapt_steps=1, paper_tasks=True)
+    env = load_policy(tiny_run / "checkpoints" / "latest.pt").env
+    assert settings.test_tasks(env) == paper_test_tasks("metarl/Navigation2D-v0")
+    assert settings.evaluation_key()["tasks"] == "paper"
+    assert "tasks" not in replace(settings, paper_tasks=False).evaluation_key()
+    seen = _record_test_tasks(monkeypatch)
+    Reproduction(settings, tmp_path / "out", log=lambda _: None).select(tiny_run)
+    assert seen == [paper_test_tasks("metarl/Navigation2D-v0")]
+    with pytest.raises(ValueError, match="the paper's 40 tasks; leave --num-tasks at 40"):
+        ReproductionSettings(config, 1, num_tasks=3, paper_tasks=True)
+    goal_config = replace(config, env="metarl/AntGoal-v0")
+    with pytest.raises(ValueError, match="no test tasks for 'metarl/AntGoal-v0'"):
+        ReproductionSettings(goal_config, 1, paper_tasks=True)

@@ -113,6 +113,11 @@ def test_reproduce_refuses_bad_flags_and_other_runs(tmp_path):
         bad.returncode == 2
         and "argument --budget-iterations: must be an integer in [1," in bad.stderr
     )
+    paper = subprocess.run(
+        reproduce(tmp_path / "p", "--paper-tasks"), capture_output=True, text=True
+    )  # TINY tests on 3 tasks: the paper has 40
+    assert paper.returncode == 2 and "leave --num-tasks at 40 (got 3)" in paper.stderr
+    assert not (tmp_path / "p").exists()
     unknown = subprocess.run(
         [
             sys.executable,
