@@ -39,11 +39,11 @@ from metarl.evaluation import (
     adaptation_trace,
     checkpoint_path,
     evaluate_policy_curve,
+    given_tasks,
     held_out_tasks,
     load_policy,
     policy_from_payload,
 )
-from metarl.paper_tasks import paper_test_tasks
 from metarl.policies import Params, gaussian_log_prob
 from metarl.selection import Selection, select_snapshot, snapshot_paths
 
@@ -548,7 +548,7 @@ def resolve(
     episodes = episodes or evaluation_protocol(probe.config.env).episodes
     validation_seed = seed + 1 if validation_seed is None else validation_seed
     if test_tasks is not None:
-        test_tasks = task_list(probe, test_tasks)
+        test_tasks = given_tasks(probe.env, probe.config.env, test_tasks)
     selection = select_snapshot(
         path,
         num_tasks,
@@ -560,20 +560,6 @@ def resolve(
         test_tasks,
     )
     return selection.chosen, selection
-
-
-def task_list(
-    loaded: LoadedPolicy, tasks: Sequence[Mapping[str, Any]] | str
-) -> list[dict[str, Any]]:
-    """``tasks`` checked against the policy's env; ``"paper"``: the paper's 40 test tasks."""
-    if tasks == "paper":
-        tasks = paper_test_tasks(loaded.config.env)
-    elif isinstance(tasks, str):
-        raise ValueError(f"tasks must be a list of tasks or 'paper', got {tasks!r}")
-    checked = [loaded.env.validate_task(task) for task in tasks]
-    if not checked:
-        raise ValueError("tasks is empty: give at least one task")
-    return checked
 
 
 def evaluate(
@@ -611,8 +597,6 @@ def evaluate(
     for name, value in (("step_size", step_size), ("later_step_ratio", later_step_ratio)):
         if value is not None and not (isinstance(value, int | float) and value > 0):
             raise ValueError(f"{name} must be positive, got {value!r}")
-    if isinstance(tasks, str) and tasks != "paper":
-        raise ValueError(f"tasks must be a list of tasks or 'paper', got {tasks!r}")
     loaded, selection = resolve(
         source,
         checkpoint,
@@ -628,7 +612,7 @@ def evaluate(
     if tasks is None:
         tasks = held_out_tasks(loaded.env, num_tasks, seed)
     else:
-        tasks = task_list(loaded, tasks)
+        tasks = given_tasks(loaded.env, loaded.config.env, tasks)
     summary = evaluate_policy_curve(
         loaded, tasks, episodes, adapt_steps, seed, step_size, "MAML", later_step_ratio
     )

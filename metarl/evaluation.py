@@ -33,6 +33,7 @@ from metarl.baselines import baseline_info
 from metarl.checkpoint import CheckpointError, load_checkpoint
 from metarl.config import TrainConfig, config_from_dict, evaluation_protocol
 from metarl.episodes import Episodes
+from metarl.paper_tasks import paper_test_tasks
 from metarl.policies import GaussianMLPPolicy, Params
 from metarl.sampler import rollouts, rollouts_of_min_steps
 
@@ -52,6 +53,21 @@ def held_out_tasks(env: TaskEnv, num_tasks: int, seed: int) -> list[dict[str, An
     the run's training seed gives tasks the run has (almost surely) never seen.
     """
     return env.sample_test_tasks(num_tasks, np.random.default_rng(seed))
+
+
+def given_tasks(
+    env: TaskEnv, env_id: str, tasks: Sequence[Mapping[str, Any]] | str
+) -> list[dict[str, Any]]:
+    """Tasks named by the caller, checked against ``env``: a list, or ``"paper"`` for the
+    paper's own 40 test tasks of ``env_id``."""
+    if tasks == "paper":
+        tasks = paper_test_tasks(env_id)
+    elif isinstance(tasks, str):
+        raise ValueError(f"tasks must be a list of tasks or 'paper', got {tasks!r}")
+    checked = [env.validate_task(task) for task in tasks]
+    if not checked:
+        raise ValueError("tasks is empty: give at least one task")
+    return checked
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from metarl.evaluation import (
     LoadedPolicy,
     adaptation_ratios,
     evaluate_policy_curve,
+    given_tasks,
     held_out_tasks,
     load_policy,
 )
@@ -138,7 +139,7 @@ class ReproductionSettings:
         """The held-out tasks every method is tested on: the paper's, or ``num_tasks`` drawn
         with ``seed``."""
         if self.paper_tasks:
-            return [env.validate_task(task) for task in paper_test_tasks(self.config.env)]
+            return given_tasks(env, self.config.env, "paper")
         return held_out_tasks(env, self.num_tasks, self.seed)
 
 

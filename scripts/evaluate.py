@@ -45,10 +45,10 @@ from metarl.evaluation import (
     LoadedPolicy,
     comparison_table,
     evaluate_policy_curve,
+    given_tasks,
     held_out_tasks,
     pool_by_label,
 )
-from metarl.paper_tasks import paper_test_tasks
 from metarl.runtime import configure_process
 from metarl.selection import Selection
 
@@ -322,7 +322,7 @@ def compare(args: argparse.Namespace) -> int:
     env_id = envs.pop()
     episodes = args.episodes or evaluation_protocol(env_id).episodes
     if args.paper_tasks:
-        tasks = [loaded[0].env.validate_task(task) for task in paper_test_tasks(env_id)]
+        tasks = given_tasks(loaded[0].env, env_id, "paper")
     else:
         tasks = held_out_tasks(loaded[0].env, args.num_tasks, args.seed)
     summaries = []
