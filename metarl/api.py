@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -439,10 +439,16 @@ def train(
     resume: bool = False,
     progress: bool = True,
     dist_timeout_s: float = DEFAULT_TIMEOUT_S,
+    given: Collection[str] | None = None,
 ) -> MetaPolicy:
     """Meta-train with ``config`` into ``run_dir`` (TensorBoard logs, checkpoints), as
     ``scripts/train.py`` does; ``resume`` continues a stopped run. Returns the final policy,
     with the last iteration's logged values in ``training_metrics``.
+
+    A resumed run keeps its saved config except ``iterations``, ``threads``, ``device`` and
+    the checkpoint cadence (:data:`~metarl.config.RESUMABLE_KEYS`), which come from
+    ``config``; another key of ``config`` (or, with ``given``, of the keys named there, as
+    the command line passes its flags) that differs from the saved one is refused.
 
     Under ``torchrun`` every rank calls this and trains its share of each meta-batch
     (:mod:`metarl.distributed`; ``dist_timeout_s`` bounds every wait for another rank);
@@ -455,7 +461,7 @@ def train(
     from metarl.trainer import Trainer
 
     world = World.join(dist_timeout_s)
-    trainer = Trainer(config, run_dir, resume=resume, world=world)
+    trainer = Trainer(config, run_dir, resume=resume, world=world, given=given)
     metrics = trainer.run(progress=progress)
     if world.is_main:
         meta = load(trainer.run_dir)

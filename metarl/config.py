@@ -13,7 +13,7 @@ import math
 import re
 import typing
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -393,11 +393,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def given_keys(args: argparse.Namespace) -> set[str]:
+    """The config keys whose flags were given on the command line (unset flags are None)."""
+    return {name for name in _fields() if getattr(args, name, None) is not None}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Resolve ``defaults <- preset(env) <- command line`` into a validated config."""
-    given = {
-        name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None
-    }
+    given = {name: getattr(args, name) for name in given_keys(args)}
     try:
         return TrainConfig.for_env(**given)
     except ValueError as error:  # name the flag, not the config key
@@ -405,3 +408,54 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             r"config '(\w+)'", lambda m: "--" + m.group(1).replace("_", "-"), str(error)
         )
         raise ValueError(message) from None
+
+
+# What a resumed run may change: how long and how it runs, not what it computes.
+RESUMABLE_KEYS = frozenset(
+    {
+        "iterations",
+        "threads",
+        "device",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "snapshot_every",
+        "max_consecutive_failures",
+    }
+)
+
+
+def resume_conflicts(
+    saved: TrainConfig, wanted: TrainConfig, given: Collection[str] | None = None
+) -> list[str]:
+    """The keys of ``given`` (default: all) outside :data:`RESUMABLE_KEYS` on which
+    ``wanted`` differs from a run's ``saved`` config, each as ``key (--flag): saved there,
+    wanted here``."""
+    keys = _fields() if given is None else given
+    return [
+        f"{key} (--{key.replace('_', '-')}): {getattr(saved, key)!r} there, "
+        f"{getattr(wanted, key)!r} here"
+        for key in sorted(keys)
+        if key not in RESUMABLE_KEYS and getattr(saved, key) != getattr(wanted, key)
+    ]
+
+
+def resumed_config(
+    saved: TrainConfig, wanted: TrainConfig, given: Collection[str] | None = None
+) -> TrainConfig:
+    """The config a run resumes with: ``saved``, with the :data:`RESUMABLE_KEYS` among
+    ``given`` (default: all keys) taken from ``wanted``.
+
+    Refuses (``ValueError``, naming each) a given key outside them that ``wanted`` sets to
+    another value: silently training with the saved one would mislead.
+    """
+    conflicts = resume_conflicts(saved, wanted, given)
+    if conflicts:
+        allowed = ", ".join("--" + key.replace("_", "-") for key in sorted(RESUMABLE_KEYS))
+        raise ValueError(
+            f"cannot resume with settings other than its config.json's "
+            f"({'; '.join(conflicts)}). A resumed run keeps its settings except {allowed}; "
+            "start another run folder to change the others"
+        )
+    keys = _fields() if given is None else given
+    changes = {key: getattr(wanted, key) for key in RESUMABLE_KEYS if key in keys}
+    return dataclasses.replace(saved, **changes)

@@ -22,7 +22,7 @@ from envs.task_api import require_task_vector
 from metarl.baselines import PPOSettings, baseline_config, train_baseline
 from metarl.checkpoint import load_checkpoint
 from metarl.comparison import write_comparison, write_text
-from metarl.config import TrainConfig, evaluation_protocol, load_config
+from metarl.config import TrainConfig, evaluation_protocol, load_config, resume_conflicts
 from metarl.evaluation import (
     CurveSummary,
     LoadedPolicy,
@@ -358,15 +358,13 @@ class Reproduction:
 
 
 def check_same_run(run: Path, config: TrainConfig) -> None:
-    """Refuse to resume a run folder trained with another config (iterations may differ)."""
-    saved = load_config(str(run / "config.json")).to_dict()
-    wanted = config.to_dict()
-    differ = sorted(k for k in wanted if k != "iterations" and saved.get(k) != wanted[k])
-    if differ:
-        details = ", ".join(f"{k}: {saved.get(k)!r} there, {wanted[k]!r} here" for k in differ)
+    """Refuse to resume a run folder trained with another config (how long and how it runs,
+    :data:`~metarl.config.RESUMABLE_KEYS`, may differ)."""
+    conflicts = resume_conflicts(load_config(str(run / "config.json")), config)
+    if conflicts:
         raise ValueError(
-            f"{run} holds a run with other settings ({details}); use another --out "
-            "or the same settings"
+            f"{run} holds a run with other settings ({'; '.join(conflicts)}); use another "
+            "--out or the same settings"
         )
 
 

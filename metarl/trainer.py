@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from metarl.algorithms.maml_trpo import MamlTrpo
 from metarl.algorithms.promp import ProMP
 from metarl.algorithms.reptile import Reptile
 from metarl.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from metarl.config import TrainConfig, config_from_dict, load_config
+from metarl.config import TrainConfig, config_from_dict, load_config, resumed_config
 from metarl.distributed import RankFailure, World
 from metarl.episodes import Episodes
 from metarl.guards import RejectedBatch, check_adapted, check_episodes, update_problem
@@ -292,10 +293,15 @@ class TrainingDiverged(RuntimeError):
     """Raised when too many consecutive updates had to be rejected."""
 
 
-def resolved_config(config: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
+def resolved_config(
+    config: TrainConfig, run_dir: Path, resume: bool, given: Collection[str] | None = None
+) -> TrainConfig:
     """The config a run in ``run_dir`` trains with: ``config``, or the saved one to resume.
 
-    Resuming may only extend ``iterations``; a fresh run refuses an occupied folder.
+    A resumed run takes from ``config`` only the keys it may change (``iterations``,
+    ``threads``, ...: :func:`~metarl.config.resumed_config`) among ``given`` (the keys the
+    caller set, e.g. the command line's flags; default: all), and refuses any other given
+    key that differs. A fresh run refuses an occupied folder.
     """
     config_path = run_dir / "config.json"
     if not resume:
@@ -303,10 +309,10 @@ def resolved_config(config: TrainConfig, run_dir: Path, resume: bool) -> TrainCo
         return config
     if not config_path.is_file():
         raise FileNotFoundError(f"cannot resume: {config_path} does not exist")
-    saved = load_config(str(config_path))
-    if config.iterations < saved.iterations:
-        return saved
-    return config_from_dict({**saved.to_dict(), "iterations": config.iterations})
+    try:
+        return resumed_config(load_config(str(config_path)), config, given)
+    except ValueError as error:
+        raise ValueError(f"{run_dir}: {error}") from None
 
 
 class _NoWriter:
@@ -336,6 +342,7 @@ class Trainer:
         run_dir: str | Path,
         resume: bool = False,
         world: World | None = None,
+        given: Collection[str] | None = None,
     ) -> None:
         self.world = World.join() if world is None else world
         self.run_dir = Path(run_dir)
@@ -343,7 +350,7 @@ class Trainer:
         self.fresh = not resume  # a fresh run's folder holds only what it wrote
         self.created_dir = not self.run_dir.exists()
         self.lock: RunLock | None = None
-        config = self._agreed_config(config, resume)
+        config = self._agreed_config(config, resume, given)
         self.config = config
         self.block = self.world.block(config.meta_batch_size)
         configure_process(config.threads)
@@ -359,12 +366,14 @@ class Trainer:
             self.release_lock()
             raise
 
-    def _agreed_config(self, config: TrainConfig, resume: bool) -> TrainConfig:
+    def _agreed_config(
+        self, config: TrainConfig, resume: bool, given: Collection[str] | None
+    ) -> TrainConfig:
         """Rank 0's resolved config on every rank (its error, if any, on every rank)."""
         outcome: tuple[str, Any] = ("ok", None)
         if self.world.is_main:
             try:
-                outcome = ("ok", resolved_config(config, self.run_dir, resume).to_dict())
+                outcome = ("ok", resolved_config(config, self.run_dir, resume, given).to_dict())
             except (ValueError, OSError) as error:
                 self.world.broadcast(("error", str(error)))
                 raise
@@ -395,6 +404,11 @@ class Trainer:
                     rng=np.random.default_rng(config.seed),
                 ).to_payload(config)
         self.state = TrainState.from_payload(self.world.broadcast(payload), initial)
+        if self.state.iteration > config.iterations:
+            raise ValueError(
+                f"{self.run_dir} is already at iteration {self.state.iteration}, past the "
+                f"{config.iterations} iterations asked: ask for {self.state.iteration} or more"
+            )
         if self.state.algorithm_state:  # a resumed run's (a fresh run's algorithm is fresh)
             device_params = {k: v.to(config.device) for k, v in self.state.params.items()}
             self.algorithm.load_state_dict(self.state.algorithm_state, device_params)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from metarl import cli
 from metarl.api import train
-from metarl.config import add_config_arguments, config_from_args
+from metarl.config import add_config_arguments, config_from_args, given_keys
 from metarl.distributed import DEFAULT_TIMEOUT_S, RankFailure, launched_ranks, leave_ranks
 from metarl.stop_request import TrainingInterrupted
 from metarl.trainer import TrainingDiverged
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --run-dir from its latest checkpoint",
+        help="continue the run in --run-dir from its latest checkpoint, with the settings of "
+        "its config.json: only --iterations, --threads, --device and the checkpoint flags may "
+        "change (another flag that differs is refused)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             resume=args.resume,
             progress=not args.no_progress,
             dist_timeout_s=args.dist_timeout,
+            given=given_keys(args),
         )
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -98,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             f"iteration {meta.iteration}: return before adaptation "
             f"{metrics['charts/return_pre_adaptation']:.2f}, after "
             f"{metrics['charts/return_post_adaptation']:.2f}"
+        )
+    elif main_rank:
+        print(
+            f"nothing to train: the run is at iteration {meta.iteration} already "
+            "(pass a larger --iterations to continue it)"
         )
     return 0
 

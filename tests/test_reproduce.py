@@ -1,5 +1,6 @@
 """scripts/reproduce.py end to end on a tiny budget: table, figure, and resume after a kill."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -7,7 +8,10 @@ import subprocess
 import sys
 import time
 
-from metarl.reproduction import paper_ratios, table_markdown
+import pytest
+
+from metarl.config import TrainConfig
+from metarl.reproduction import check_same_run, paper_ratios, table_markdown
 from tests.helpers import ROOT
 
 TINY = [
@@ -134,6 +138,14 @@ def test_reproduce_refuses_bad_flags_and_other_runs(tmp_path):
         and "unknown env" in unknown.stderr
         and "Traceback" not in unknown.stderr
     )
+
+
+def test_a_row_resumes_with_other_threads_but_not_other_settings(tmp_path):
+    config = TrainConfig.for_env("metarl/HalfCheetahDir-v0", threads=1)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    check_same_run(tmp_path, dataclasses.replace(config, threads=2, iterations=7))
+    with pytest.raises(ValueError, match=r"max_kl \(--max-kl\): 0.02 there, 0.01 here"):
+        check_same_run(tmp_path, dataclasses.replace(config, max_kl=0.01))
 
 
 def test_table_markdown_marks_an_unbudgeted_row_plainly():

@@ -123,6 +123,30 @@ def test_resume_continues_exactly_without_duplicate_logs(tmp_path, algo):
     assert len(steps) == 4 and len(set(steps)) == 4
 
 
+def test_resume_keeps_the_runs_settings_and_refuses_others(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train(run, "--iterations", "2", "--threads", "1") == 0
+    latest = run / "checkpoints" / "latest.pt"
+    capsys.readouterr()
+    # a flag that would change what the run computes is refused, not silently dropped
+    assert train(run, "--resume", "--iterations", "3", "--inner-lr", "0.7") == 2
+    assert "inner_lr (--inner-lr): 0.5 there, 0.7 here" in capsys.readouterr().err
+    assert load_checkpoint(latest)["iteration"] == 2
+    # without --iterations a resumed run keeps its own (not the default 500)
+    args = ["--run-dir", str(run), "--resume", "--no-progress"]
+    assert train_script.main(args) == 0
+    assert "nothing to train: the run is at iteration 2" in capsys.readouterr().out
+    assert load_checkpoint(latest)["iteration"] == 2
+    # fewer iterations than it has done: refused, naming both
+    assert train_script.main([*args, "--iterations", "1"]) == 2
+    assert "already at iteration 2, past the 1 iterations asked" in capsys.readouterr().err
+    # how long and how it runs may change
+    assert train_script.main([*args, "--iterations", "3", "--threads", "2"]) == 0
+    assert load_checkpoint(latest)["iteration"] == 3
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["iterations"], saved["threads"], saved["inner_lr"]) == (3, 2, 0.5)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
