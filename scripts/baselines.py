@@ -85,18 +85,34 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=PPO_FLAG_TYPES[field.name],
-            default=getattr(defaults, field.name),
+            default=None,
             help=f"PPO {field.name} (default: {getattr(defaults, field.name)})",
         )
     return parser
 
 
+def ppo_settings(args: argparse.Namespace) -> PPOSettings:
+    """The PPO settings the flags give; refuses PPO-only flags for the random baseline,
+    which is not trained (``--gamma`` also sets its fine-tuning discount, so it stays)."""
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(PPOSettings)
+        if getattr(args, f.name) is not None
+    }
+    unused = sorted(name for name in given if name != "gamma")
+    if args.kind == "random" and unused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise ValueError(
+            f"{flags}: PPO settings, but the random baseline is not trained (it is a fresh "
+            "initialisation); drop them or use --kind pretrained / oracle"
+        )
+    return PPOSettings(**given)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        ppo = PPOSettings(
-            **{f.name: getattr(args, f.name) for f in dataclasses.fields(PPOSettings)}
-        )
+        ppo = ppo_settings(args)
         config = baseline_config(
             args.env,
             tuple(args.hidden_sizes),

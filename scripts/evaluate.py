@@ -160,7 +160,16 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("give either --run-dir (one run) or --compare DIR [DIR ...]")
     if args.select_steps != 1 and args.checkpoint != "select":
         raise ValueError("--select-steps only applies with --checkpoint select")
+    if args.validation_seed is not None and args.checkpoint != "select":
+        raise ValueError("--validation-seed only applies with --checkpoint select")
     if args.compare is None:
+        for name in ("labels", "inner_lrs"):
+            if getattr(args, name) is not None:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{flag} only applies with --compare (one entry per run); with --run-dir "
+                    "the step size is --inner-lr"
+                )
         return
     if args.out is None:
         raise ValueError("--compare needs --out (the folder for the comparison's outputs)")

@@ -212,7 +212,8 @@ def run_and_baselines(tmp_path_factory):
     assert train_script.main([*argv, "--run-dir", str(run)]) == 0
     ppo = ["--timesteps", "1024", "--num-envs", "2", "--n-steps", "256", "--batch-size", "128"]
     for kind in ("pretrained", "oracle", "random"):
-        argv = ["--kind", kind, "--out", str(root / kind), "--hidden-sizes", "8", "8", *ppo]
+        argv = ["--kind", kind, "--out", str(root / kind), "--hidden-sizes", "8", "8"]
+        argv += ppo if kind != "random" else []  # random is not trained: PPO flags refused
         assert baselines_script.main([*argv, "--inner-lr", "0.05"]) == 0
     return root
 
@@ -228,6 +229,15 @@ def test_baselines_are_saved_like_runs(run_and_baselines):
         assert info["kind"] == kind and info["env_steps"] == (0 if kind == "random" else 1024)
     assert load_policy(root / "maml" / "checkpoints" / "latest.pt").kind == "maml"
     assert baselines_script.main(["--kind", "random", "--out", str(root / "random")]) == 2
+
+
+def test_random_baseline_refuses_ppo_flags(tmp_path, capsys):
+    argv = ["--kind", "random", "--out", str(tmp_path / "r"), "--timesteps", "5000"]
+    assert baselines_script.main([*argv, "--n-epochs", "3"]) == 2
+    assert "--n-epochs, --timesteps: PPO settings, but the random baseline is not trained" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "r").exists()
 
 
 def compare(root, out, seed="3"):

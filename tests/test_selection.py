@@ -79,6 +79,14 @@ def test_evaluate_cli_select_steps(tmp_path, capsys):
     common = ["--run-dir", str(tmp_path / "run"), "--num-tasks", "3", "--episodes", "2"]
     assert evaluate_script.main([*common, "--select-steps", "2"]) == 2
     assert "--select-steps only applies with --checkpoint select" in capsys.readouterr().err
+    # flags of another mode are refused, not ignored
+    for extra, message in [
+        (["--validation-seed", "5"], "--validation-seed only applies with --checkpoint select"),
+        (["--labels", "a"], "--labels only applies with --compare"),
+        (["--inner-lrs", "0.1"], "--inner-lrs only applies with --compare"),
+    ]:
+        assert evaluate_script.main([*common, *extra]) == 2
+        assert message in capsys.readouterr().err
     argv = [*common, "--checkpoint", "select", "--select-steps", "2", "--adapt-steps", "2"]
     assert evaluate_script.main(argv) == 0
     assert "validation return after 2 step(s)" in capsys.readouterr().out
