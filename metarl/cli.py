@@ -73,6 +73,20 @@ positive = number(0.0, open_minimum=True)
 fraction = number(0.0, 1.0)
 
 
+def figure_file(text: str) -> Path:
+    """A figure's output path, whose suffix matplotlib can write (checked before any work)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(text)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise argparse.ArgumentTypeError(
+            f"must end in a figure format matplotlib writes ({', '.join(sorted(formats))}), "
+            f"got {text!r}"
+        )
+    return path
+
+
 def run_script(main: Callable[[], int | None], distributed: bool = False) -> None:
     """Run a script's ``main`` and exit with its status; Ctrl-C exits 130 with one line.
 

@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--labels", nargs="+", default=None, help="one label per run (default: folder names)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    parser.add_argument(
+        "--out", type=cli.figure_file, required=True, help="figure to write (.png, .pdf, .svg, ...)"
+    )
     parser.add_argument(
         "--tags", nargs="+", default=list(LEARNING_TAGS), help="scalar tags, one panel each"
     )

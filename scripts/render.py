@@ -137,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_policy(path)
         if loaded.config.env != NAVIGATION and args.out.suffix != ".gif":
             raise ValueError(f"{loaded.config.env} is rendered as a GIF: give --out <name>.gif")
+        if loaded.config.env == NAVIGATION:
+            try:
+                cli.figure_file(str(args.out))
+            except argparse.ArgumentTypeError as error:
+                raise ValueError(f"--out {error}") from None
     except (ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -53,6 +53,17 @@ def test_plot_script_refuses_missing_runs_and_unknown_tags(runs, tmp_path, capsy
     assert plot_script.main([str(runs[0]), "--tags", "no/such_tag", "--out", str(out)]) == 2
     assert "logged any of" in capsys.readouterr().err
     assert not out.exists()
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing, before any work
+        plot_script.main([str(runs[0]), "--out", str(tmp_path / "x.txt")])
+    assert exit_info.value.code == 2
+    assert "--out: must end in a figure format matplotlib writes" in capsys.readouterr().err
+
+
+def test_render_script_refuses_an_unwritable_format_before_rendering(runs, tmp_path, capsys):
+    out = tmp_path / "nav.txt"
+    assert render_script.main(["--run-dir", str(runs[0]), "--out", str(out)]) == 2
+    assert "--out must end in a figure format matplotlib writes" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_render_script_draws_navigation_paths(runs, tmp_path):
