@@ -73,6 +73,11 @@ positive = number(0.0, open_minimum=True)
 fraction = number(0.0, 1.0)
 
 
+def flag(name: str) -> str:
+    """The command-line spelling of a setting's name: ``inner_lr`` -> ``--inner-lr``."""
+    return "--" + name.replace("_", "-")
+
+
 def figure_file(text: str) -> Path:
     """A figure's output path, whose suffix matplotlib can write (checked before any work)."""
     from matplotlib.backend_bases import FigureCanvasBase

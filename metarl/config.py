@@ -368,7 +368,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per config field, with its help text; unset flags stay ``None``."""
     hints = typing.get_type_hints(TrainConfig)
     for name, spec in _fields().items():
-        flag = "--" + name.replace("_", "-")
+        flag = cli.flag(name)
         help_text = f"{spec.metadata['help']} (default: {spec.default})"
         kind = hints[name]
         if kind is bool:
@@ -404,9 +404,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig.for_env(**given)
     except ValueError as error:  # name the flag, not the config key
-        message = re.sub(
-            r"config '(\w+)'", lambda m: "--" + m.group(1).replace("_", "-"), str(error)
-        )
+        message = re.sub(r"config '(\w+)'", lambda m: cli.flag(m.group(1)), str(error))
         raise ValueError(message) from None
 
 
@@ -432,8 +430,7 @@ def resume_conflicts(
     wanted here``."""
     keys = _fields() if given is None else given
     return [
-        f"{key} (--{key.replace('_', '-')}): {getattr(saved, key)!r} there, "
-        f"{getattr(wanted, key)!r} here"
+        f"{key} ({cli.flag(key)}): {getattr(saved, key)!r} there, {getattr(wanted, key)!r} here"
         for key in sorted(keys)
         if key not in RESUMABLE_KEYS and getattr(saved, key) != getattr(wanted, key)
     ]
@@ -448,14 +445,14 @@ def resumed_config(
     Refuses (``ValueError``, naming each) a given key outside them that ``wanted`` sets to
     another value: silently training with the saved one would mislead.
     """
-    conflicts = resume_conflicts(saved, wanted, given)
+    keys = set(_fields()) if given is None else set(given)
+    conflicts = resume_conflicts(saved, wanted, keys)
     if conflicts:
-        allowed = ", ".join("--" + key.replace("_", "-") for key in sorted(RESUMABLE_KEYS))
+        allowed = ", ".join(cli.flag(key) for key in sorted(RESUMABLE_KEYS))
         raise ValueError(
             f"cannot resume with settings other than its config.json's "
             f"({'; '.join(conflicts)}). A resumed run keeps its settings except {allowed}; "
             "start another run folder to change the others"
         )
-    keys = _fields() if given is None else given
-    changes = {key: getattr(wanted, key) for key in RESUMABLE_KEYS if key in keys}
+    changes = {key: getattr(wanted, key) for key in RESUMABLE_KEYS & keys}
     return dataclasses.replace(saved, **changes)

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = PPOSettings()
     for field in dataclasses.fields(PPOSettings):
         parser.add_argument(
-            "--" + field.name.replace("_", "-"),
+            cli.flag(field.name),
             type=PPO_FLAG_TYPES[field.name],
             default=None,
             help=f"PPO {field.name} (default: {getattr(defaults, field.name)})",
@@ -101,7 +101,7 @@ def ppo_settings(args: argparse.Namespace) -> PPOSettings:
     }
     unused = sorted(name for name in given if name != "gamma")
     if args.kind == "random" and unused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        flags = ", ".join(cli.flag(name) for name in unused)
         raise ValueError(
             f"{flags}: PPO settings, but the random baseline is not trained (it is a fresh "
             "initialisation); drop them or use --kind pretrained / oracle"

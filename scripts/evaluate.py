@@ -165,9 +165,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.compare is None:
         for name in ("labels", "inner_lrs"):
             if getattr(args, name) is not None:
-                flag = "--" + name.replace("_", "-")
                 raise ValueError(
-                    f"{flag} only applies with --compare (one entry per run); with --run-dir "
+                    f"{cli.flag(name)} only applies with --compare (one entry per run); with --run-dir "
                     "the step size is --inner-lr"
                 )
         return
