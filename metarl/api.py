@@ -37,12 +37,12 @@ from metarl.evaluation import (
     CurveSummary,
     LoadedPolicy,
     adaptation_trace,
-    checkpoint_path,
     evaluate_policy_curve,
     given_tasks,
     held_out_tasks,
     load_policy,
     policy_from_payload,
+    resolve_checkpoint,
 )
 from metarl.policies import Params, gaussian_log_prob
 from metarl.selection import Selection, select_snapshot, snapshot_paths
@@ -400,31 +400,17 @@ class MetaPolicy:
         return dataclasses.replace(self._loaded, params=self.params)
 
 
-def _resolve_path(path: str | Path, checkpoint: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist (give a run folder or a .pt checkpoint)")
-    if path.is_dir():
-        file = checkpoint_path(path, checkpoint)
-        if not file.is_file():
-            raise CheckpointError(
-                f"{path} holds no checkpoint {file.name!r} (expected {file}); is it a run "
-                "folder written by scripts/train.py or scripts/baselines.py?"
-            )
-        return file
-    return path
-
-
 def load(
-    path: str | Path, checkpoint: str = "latest", env: str | None = None, seed: int = 0
+    path: str | Path, checkpoint: str | int = "latest", env: str | None = None, seed: int = 0
 ) -> MetaPolicy:
-    """Load a meta-policy: a run folder (``checkpoint``: ``"latest"``, ``"best"`` or a path),
-    a baseline folder, or a ``.pt`` file (also one written by :meth:`MetaPolicy.save`).
+    """Load a meta-policy: a run folder (``checkpoint``: ``"latest"``, ``"best"``, an iteration
+    such as ``100``, or a path), a baseline folder, or a ``.pt`` file (also one written by
+    :meth:`MetaPolicy.save`).
 
     ``env``, if given, must be the checkpoint's env id. Every failure is a
     :class:`~metarl.checkpoint.CheckpointError` (a ``ValueError``) naming the problem.
     """
-    loaded = load_policy(_resolve_path(path, checkpoint))
+    loaded = load_policy(resolve_checkpoint(path, checkpoint))
     if env is not None and env != loaded.config.env:
         raise CheckpointError(f"{loaded.path} is a policy for {loaded.config.env}, not {env}")
     adapted = loaded.adapted or {}

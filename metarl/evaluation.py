@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ from metarl.episodes import Episodes
 from metarl.paper_tasks import paper_test_tasks
 from metarl.policies import GaussianMLPPolicy, Params
 from metarl.sampler import rollouts, rollouts_of_min_steps
+
+_NUMBERED = re.compile(r"(?:snapshot|iter)_(\d+)\.pt")
 
 
 def test_time_step_sizes(step_size: float, steps: int, later_ratio: float = 0.5) -> list[float]:
@@ -280,16 +283,57 @@ class LoadedPolicy:
         return OracleBatchedEnv(batched, self.env) if self.oracle else batched
 
 
-def checkpoint_path(run_dir: str | Path, checkpoint: str = "latest") -> Path:
-    """``<run_dir>/checkpoints/{latest,best}.pt``, or ``checkpoint`` itself if it is a path.
+def checkpoint_path(run_dir: str | Path, checkpoint: str | int = "latest") -> Path:
+    """The file ``checkpoint`` names in a run folder: ``"latest"`` / ``"best"`` ->
+    ``checkpoints/{latest,best}.pt``; an iteration number ``N`` -> that iteration's
+    ``checkpoints/snapshot_N.pt`` or ``iter_N.pt``; anything else is itself a path.
 
-    A ``run_dir`` that is itself a ``.pt`` file is returned as it is.
+    A ``run_dir`` that is itself a ``.pt`` file is returned as it is. The file may not exist:
+    :func:`resolve_checkpoint` says why.
     """
     if Path(run_dir).suffix == ".pt":
         return Path(run_dir)
+    folder, checkpoint = Path(run_dir) / "checkpoints", str(checkpoint)
     if checkpoint in ("latest", "best"):
-        return Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
+        return folder / f"{checkpoint}.pt"
+    if checkpoint.isdigit():
+        names = (f"snapshot_{int(checkpoint):06d}.pt", f"iter_{int(checkpoint):06d}.pt")
+        return next((folder / n for n in names if (folder / n).is_file()), folder / names[0])
     return Path(checkpoint)
+
+
+def kept_iterations(run_dir: str | Path) -> list[int]:
+    """Iterations a run folder keeps a numbered checkpoint of (snapshots and ``iter_*``)."""
+    found = (_NUMBERED.fullmatch(p.name) for p in (Path(run_dir) / "checkpoints").glob("*.pt"))
+    return sorted({int(m.group(1)) for m in found if m})
+
+
+def resolve_checkpoint(path: str | Path, checkpoint: str | int = "latest") -> Path:
+    """The checkpoint file of a run folder (see :func:`checkpoint_path`) or a ``.pt`` file,
+    raising :class:`CheckpointError` that says what is missing and what there is."""
+    path, checkpoint = Path(path), str(checkpoint)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist (give a run folder or a .pt checkpoint)")
+    if not path.is_dir():
+        return path
+    file = checkpoint_path(path, checkpoint)
+    if file.is_file():
+        return file
+    if checkpoint.isdigit():
+        kept = kept_iterations(path)
+        raise CheckpointError(
+            f"{path} holds no checkpoint of iteration {int(checkpoint)}; it keeps "
+            + (f"iterations {', '.join(map(str, kept))}" if kept else "no numbered checkpoint")
+        )
+    if checkpoint not in ("latest", "best"):
+        raise CheckpointError(
+            f"checkpoint {checkpoint!r} is not 'latest', 'best', an iteration number or an "
+            "existing .pt file"
+        )
+    raise CheckpointError(
+        f"{path} holds no checkpoint {file.name!r} (expected {file}); is it a run "
+        "folder written by scripts/train.py or scripts/baselines.py?"
+    )
 
 
 def load_policy(path: str | Path) -> LoadedPolicy:

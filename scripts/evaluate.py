@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         default="latest",
-        help="'latest', 'best', a path to a .pt file, or 'select': the run's snapshot with the "
+        help="'latest', 'best', an iteration number (each run's checkpoint of that iteration), "
+        "a path to a .pt file, or 'select': the run's snapshot with the "
         "best return after --select-steps steps on validation tasks (--validation-seed), never "
         "the test tasks",
     )

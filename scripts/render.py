@@ -30,9 +30,9 @@ from metarl.evaluation import (
     AdaptationStage,
     LoadedPolicy,
     adaptation_trace,
-    checkpoint_path,
     held_out_tasks,
     load_policy,
+    resolve_checkpoint,
 )
 from metarl.plotting import plot_navigation_paths
 from metarl.sampler import rollouts
@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--run-dir", type=Path, required=True, help="a run or baseline folder")
-    parser.add_argument("--checkpoint", default="latest", help="'latest', 'best' or a .pt path")
+    parser.add_argument(
+        "--checkpoint",
+        default="latest",
+        help="'latest', 'best', an iteration number (its snapshot) or a .pt path",
+    )
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
     parser.add_argument(
         "--adapt-steps", type=cli.integer(0, 100), default=1, help="inner steps (default: 1)"
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     try:
-        path = checkpoint_path(args.run_dir, args.checkpoint)
+        path = resolve_checkpoint(args.run_dir, args.checkpoint)
         # offscreen MuJoCo rendering must be chosen before mujoco is first imported
         os.environ.setdefault("MUJOCO_GL", "egl")
         loaded = load_policy(path)

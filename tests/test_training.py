@@ -183,6 +183,8 @@ def test_evaluate_reports_missing_and_corrupt_checkpoints(tmp_path, capsys):
     assert evaluate_script.main(["--run-dir", str(run)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert train(run, "--iterations", "1") == 0
+    assert evaluate_script.main(["--run-dir", str(run), "--checkpoint", "5"]) == 2
+    assert "no checkpoint of iteration 5; it keeps iterations 1" in capsys.readouterr().err
     latest = run / "checkpoints" / "latest.pt"
     latest.write_bytes(latest.read_bytes()[:200])
     assert evaluate_script.main(["--run-dir", str(run)]) == 2
@@ -204,6 +206,11 @@ def test_evaluate_writes_to_out_and_beside_a_checkpoint_file(tmp_path, capsys):
     assert evaluate_script.main(["--run-dir", str(snapshot), *small]) == 0
     assert json.loads((run / "evaluation.json").read_text())["iteration"] == 1
     assert "eval/return_step_1" in scalars(run)
+    # an iteration number names that iteration's checkpoint
+    assert evaluate_script.main(["--run-dir", str(run), *small, "--checkpoint", "1"]) == 0
+    assert json.loads((run / "evaluation.json").read_text())["checkpoint"].endswith(
+        "iter_000001.pt"
+    )
     # an --out that is a file is refused before any work
     capsys.readouterr()
     assert evaluate_script.main(["--run-dir", str(run), *small, "--out", str(snapshot)]) == 2
