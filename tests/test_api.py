@@ -188,7 +188,9 @@ def test_load_names_the_problem(run_dir, tmp_path):
 def test_load_takes_an_iteration_number_and_says_which_are_kept(run_dir):
     assert metarl.load(run_dir, checkpoint=2).iteration == 2
     assert metarl.load(run_dir, checkpoint="2").iteration == 2
-    with pytest.raises(CheckpointError, match="no checkpoint of iteration 1; it keeps iterations 2"):
+    with pytest.raises(
+        CheckpointError, match="no checkpoint of iteration 1; it keeps iterations 2"
+    ):
         metarl.load(run_dir, checkpoint=1)
     with pytest.raises(CheckpointError, match="'worst' is not 'latest', 'best', an iteration"):
         metarl.load(run_dir, checkpoint="worst")
