@@ -46,6 +46,7 @@ from metarl.evaluation import (
 )
 from metarl.policies import Params, gaussian_log_prob
 from metarl.selection import Selection, select_snapshot, snapshot_paths
+from metarl.task_groups import groups_dict, task_groups
 
 EPISODE_KEYS = ("observations", "actions", "rewards")
 
@@ -509,6 +510,9 @@ class Evaluation:
             result["success_rate"], result["success"] = summary["success_rate"], summary["success"]
         if self.selection is not None:
             result["selection"] = self.selection.to_dict()
+        groups = task_groups(self.tasks)
+        if groups:  # e.g. backwards and forwards, each direction's mean on its own
+            result["by_task_group"] = groups_dict(self.summary.returns, groups)
         return result
 
 

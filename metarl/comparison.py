@@ -15,6 +15,7 @@ from typing import Any
 from metarl.checkpoint import atomic_write
 from metarl.config import evaluation_protocol
 from metarl.evaluation import CurveSummary, adaptation_ratios
+from metarl.task_groups import groups_dict, task_groups
 
 
 def write_text(path: Path, text: str) -> None:
@@ -67,6 +68,10 @@ def comparison_dict(
         "step_schedule": f"alpha for the first step, {ratio} * alpha for later steps",
         "methods": [s.to_dict() for s in summaries],
     }
+    groups = task_groups(tasks)
+    if groups:  # e.g. backwards and forwards, each direction's mean on its own
+        for method, s in zip(result["methods"], summaries, strict=True):
+            method["by_task_group"] = groups_dict(s.returns, groups)
     oracle = next((s for s in summaries if s.oracle), None)
     if oracle is not None:
         for method, s in zip(result["methods"], summaries, strict=True):

@@ -51,6 +51,7 @@ from metarl.evaluation import (
 )
 from metarl.runtime import configure_process
 from metarl.selection import Selection
+from metarl.task_groups import group_lines, task_groups
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,6 +303,10 @@ def evaluate_run(args: argparse.Namespace) -> int:
         rate = f" | {success[k]:12.1%}" if success else ""
         spread = f"{curve[k].std():14.2f}" if curve.shape[1] > 1 else f"{'-':>14}"
         print(f"{k:5d} | {curve[k].mean():11.2f} | {spread}{rate}")
+    groups = task_groups(evaluation.tasks)
+    if groups:
+        print(f"mean return after 0..{evaluation.adapt_steps} steps, by kind of task:")
+        print("\n".join(group_lines(evaluation.returns, groups, prefix="  ")))
     print(f"wrote {out / 'evaluation.json'} and evaluation.png")
     return 0
 
@@ -369,6 +374,11 @@ def compare(args: argparse.Namespace) -> int:
         + (" (over training seeds for a label given several runs)" if pooled else "")
     )
     print(comparison_table(summaries, args.adapt_steps))
+    groups = task_groups(tasks)
+    if groups:
+        print(f"mean return after 0..{args.adapt_steps} steps, by kind of task:")
+        for s in summaries:
+            print("\n".join(group_lines(s.returns, groups, prefix=f"  {s.label}, ")))
     for s in summaries:
         for member in s.seeds or (s,):
             means = " / ".join(f"{m:.2f}" for m in member.mean)
