@@ -34,9 +34,9 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from envs.base import (
     DirectionTasks,
+    GoalTasks,
     Task,
     control_cost,
-    validate_goal,
     validate_number,
 )
 from envs.mujoco_batched import MujocoBatchedTaskEnv, check_form
@@ -45,7 +45,6 @@ from envs.mujoco_task import MujocoTaskEnv, add_sensors
 HORIZON = 200
 CONTACT_COST_WEIGHT = 5e-4
 VELOCITY_LOW, VELOCITY_HIGH = 0.0, 3.0
-GOAL_LOW, GOAL_HIGH = -3.0, 3.0
 PAPER_TIMESTEP = 0.02  # rllab's ant.xml: RK4 at 0.02 s, one substep per env step
 PAPER_SOLIMP = (0.8, 0.8, 0.01)  # rllab's ant.xml geom default (MuJoCo's: 0.9 0.95 0.001)
 PAPER_SURVIVE_REWARD = 0.05
@@ -298,7 +297,7 @@ class AntDirEnv(DirectionTasks, _AntTaskEnv):
         return params[:, 0] * xy_velocity[:, 0]
 
 
-class AntGoalEnv(_AntTaskEnv):
+class AntGoalEnv(GoalTasks, _AntTaskEnv):
     """Ant that must walk to a goal position in the plane it cannot see.
 
     ## Description
@@ -322,22 +321,14 @@ class AntGoalEnv(_AntTaskEnv):
     ``healthy_reward`` (per form), and any keyword argument of Gymnasium's ``AntEnv``.
     """
 
+    GOAL_LOW, GOAL_HIGH = -3.0, 3.0
+
     __doc__ = __doc__.format(common=_ANT_DOC_COMMON)  # type: ignore[union-attr]
 
     TASK_REWARD_KEY = "reward_goal"
     # paper form: the MAML code's ant goal; v5: ProMP's
     DEFAULT_CTRL_COST_WEIGHT: ClassVar[dict[str, float]] = {"paper": 0.005, "v5": 0.1}
     DEFAULT_HEALTHY_REWARD: ClassVar[dict[str, float]] = {"paper": PAPER_SURVIVE_REWARD, "v5": 0.0}
-
-    def default_task(self) -> Task:
-        return {"goal": [0.0, 0.0]}
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        goals = rng.uniform(GOAL_LOW, GOAL_HIGH, size=(n, 2))
-        return [{"goal": [float(g[0]), float(g[1])]} for g in goals]
-
-    def validate_task(self, task: Mapping[str, Any]) -> Task:
-        return {"goal": validate_goal(task, GOAL_LOW, GOAL_HIGH, "AntGoal")}
 
     def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
         return np.asarray(task["goal"], dtype=np.float64)

@@ -281,3 +281,25 @@ class DirectionTasks:
 
     def task_array(self, task: Mapping[str, Any]) -> np.ndarray:
         return np.array([task["direction"]], dtype=np.float64)
+
+
+class GoalTasks:
+    """The ``{"goal": [x, y]}`` task distribution, uniform on ``[GOAL_LOW, GOAL_HIGH]^2``.
+
+    Mix in before the env class and set the bounds: ``class MyGoalEnv(GoalTasks, MyBase)``
+    with ``GOAL_LOW, GOAL_HIGH = -1.0, 1.0``.
+    """
+
+    GOAL_LOW: float
+    GOAL_HIGH: float
+
+    def default_task(self) -> Task:
+        return {"goal": [0.0, 0.0]}
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        goals = rng.uniform(self.GOAL_LOW, self.GOAL_HIGH, size=(n, 2))
+        return [{"goal": [float(g[0]), float(g[1])]} for g in goals]
+
+    def validate_task(self, task: Mapping[str, Any]) -> Task:
+        name = type(self).__name__.removesuffix("Env")
+        return {"goal": validate_goal(task, self.GOAL_LOW, self.GOAL_HIGH, name)}

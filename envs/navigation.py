@@ -8,15 +8,14 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from envs.base import BatchedTaskEnv, Task, TaskEnv, check_actions, validate_goal
+from envs.base import BatchedTaskEnv, GoalTasks, TaskEnv, check_actions
 
-GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 MAX_STEP = 0.1
 GOAL_TOLERANCE = 0.01
 HORIZON = 100
 
 
-class Navigation2DEnv(TaskEnv, gym.Env):
+class Navigation2DEnv(GoalTasks, TaskEnv, gym.Env):
     """A point in the plane moves towards a goal it cannot see.
 
     - Observation: the position ``(x, y)``; the episode starts at the origin.
@@ -31,6 +30,8 @@ class Navigation2DEnv(TaskEnv, gym.Env):
     - Task: ``{"goal": [gx, gy]}`` with the goal drawn from ``U[-0.5, 0.5]^2``.
     """
 
+    GOAL_LOW, GOAL_HIGH = -0.5, 0.5
+
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, task: Mapping[str, Any] | None = None) -> None:
@@ -39,16 +40,6 @@ class Navigation2DEnv(TaskEnv, gym.Env):
         self.action_space = gym.spaces.Box(-MAX_STEP, MAX_STEP, shape=(2,), dtype=np.float32)
         self.init_task(task)
         self._position = np.zeros(2)
-
-    def default_task(self) -> Task:
-        return {"goal": [0.0, 0.0]}
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        goals = rng.uniform(GOAL_LOW, GOAL_HIGH, size=(n, 2))
-        return [{"goal": [float(g[0]), float(g[1])]} for g in goals]
-
-    def validate_task(self, task: Mapping[str, Any]) -> Task:
-        return {"goal": validate_goal(task, GOAL_LOW, GOAL_HIGH, "Navigation2D")}
 
     def task_vector(self, task: Mapping[str, Any]) -> np.ndarray:
         return np.asarray(task["goal"], dtype=np.float32)
