@@ -23,6 +23,9 @@ means (Student t), and comparison.json keeps each seed's curve:
 
     python scripts/evaluate.py --compare runs/nav_s0 runs/nav_s1 runs/nav_s2 \
         --labels MAML MAML MAML --checkpoint select --out runs/compare_nav_seeds
+
+Where the tasks are of a few kinds (the direction tasks: backwards and forwards), both modes
+also print each kind's mean return after 0..K steps and write it as by_task_group in the JSON.
 """
 
 from __future__ import annotations
