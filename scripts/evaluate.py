@@ -306,12 +306,22 @@ def evaluate_run(args: argparse.Namespace) -> int:
         rate = f" | {success[k]:12.1%}" if success else ""
         spread = f"{curve[k].std():14.2f}" if curve.shape[1] > 1 else f"{'-':>14}"
         print(f"{k:5d} | {curve[k].mean():11.2f} | {spread}{rate}")
-    groups = task_groups(evaluation.tasks)
-    if groups:
-        print(f"mean return after 0..{evaluation.adapt_steps} steps, by kind of task:")
-        print("\n".join(group_lines(evaluation.returns, groups, prefix="  ")))
+    print_task_kinds(evaluation.tasks, evaluation.adapt_steps, [("  ", evaluation.returns)])
     print(f"wrote {out / 'evaluation.json'} and evaluation.png")
     return 0
+
+
+def print_task_kinds(
+    tasks: list[dict], adapt_steps: int, curves: list[tuple[str, list[list[float]]]]
+) -> None:
+    """Each kind of task's mean return after 0..K steps (direction tasks: backwards,
+    forwards), one line per kind for each ``(prefix, returns)`` curve; nothing without kinds."""
+    groups = task_groups(tasks)
+    if not groups:
+        return
+    print(f"mean return after 0..{adapt_steps} steps, by kind of task:")
+    for prefix, returns in curves:
+        print("\n".join(group_lines(returns, groups, prefix)))
 
 
 def default_labels(entries: list[Path]) -> list[str]:
@@ -377,11 +387,7 @@ def compare(args: argparse.Namespace) -> int:
         + (" (over training seeds for a label given several runs)" if pooled else "")
     )
     print(comparison_table(summaries, args.adapt_steps))
-    groups = task_groups(tasks)
-    if groups:
-        print(f"mean return after 0..{args.adapt_steps} steps, by kind of task:")
-        for s in summaries:
-            print("\n".join(group_lines(s.returns, groups, prefix=f"  {s.label}, ")))
+    print_task_kinds(tasks, args.adapt_steps, [(f"  {s.label}, ", s.returns) for s in summaries])
     for s in summaries:
         for member in s.seeds or (s,):
             means = " / ".join(f"{m:.2f}" for m in member.mean)
