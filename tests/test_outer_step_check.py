@@ -65,3 +65,35 @@ def test_outer_step_check_script_on_a_tiny_run(tmp_path, capsys):
     save_checkpoint(tmp_path / "baseline.pt", {**payload, "baseline": {"kind": "pretrained"}})
     assert outer_step_check.main([str(tmp_path / "baseline.pt")]) == 2
     assert "baseline" in capsys.readouterr().err
+
+
+def test_autograd_check_finds_the_products_exact_and_a_wrong_product_wrong():
+    _, _, _, objective = make_objective()
+    report = outer_step_check.autograd_check(objective)
+    assert report.gradient_error < 1e-10
+    assert set(report.product_errors) == {"the gradient", "a random direction"}
+    assert max(report.product_errors.values()) < 1e-10
+    # a product that is off by 1% is reported as such
+    right = objective.fisher_vector_product
+    objective.fisher_vector_product = lambda *a: lambda v: 1.01 * right(*a)(v)
+    wrong = outer_step_check.autograd_check(objective)
+    assert all(abs(error - 0.01) < 1e-6 for error in wrong.product_errors.values())
+
+
+def test_against_autograd_on_a_tiny_run_in_float64(tmp_path, capsys):
+    from scripts import train as train_script
+    from tests.helpers import TINY_TRAIN_ARGS
+
+    run = tmp_path / "run"
+    assert train_script.main([*TINY_TRAIN_ARGS, "--iterations", "1", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    checkpoint = str(run / "checkpoints" / "latest.pt")
+    assert outer_step_check.main([checkpoint, "--against-autograd", "--float64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "precision: torch.float64"
+    assert [line.split(": relative error ")[0] for line in lines[1:]] == [
+        "meta-gradient",
+        "curvature product along the gradient",
+        "curvature product along a random direction",
+    ]
+    assert all(float(line.split("relative error ")[1]) < 1e-10 for line in lines[1:])
