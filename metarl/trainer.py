@@ -492,6 +492,8 @@ class Trainer:
         steps = int(world.sum(torch.tensor(float(local_steps), dtype=torch.float64)).item())
         state.env_steps += steps
         metrics.update(batch_statistics(batch, world))
+        if "log_std" in state.params:  # the initialisation's exploration, in policy units
+            metrics["charts/action_std"] = torch.exp(state.params["log_std"]).mean().item()
         metrics.update(
             {
                 "charts/iteration": float(state.iteration),

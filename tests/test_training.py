@@ -58,6 +58,11 @@ def test_cli_trains_logs_checkpoints_and_evaluates(tmp_path):
     assert config["meta_batch_size"] == 3 and config["inner_lr"] == 0.5  # the paper's nav preset
     payload = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert payload["iteration"] == 3
+    # the initialisation's action std after each update (the last one is the checkpoint's)
+    stds = [value for _, value in logged["charts/action_std"]]
+    assert len(stds) == 3 and stds[0] != stds[-1]
+    expected = torch.exp(payload["params"]["log_std"]).mean().item()
+    assert stds[-1] == pytest.approx(expected, rel=1e-6)
 
     code = evaluate_script.main(
         ["--run-dir", str(run), "--num-tasks", "4", "--adapt-steps", "2", "--episodes", "3"]
